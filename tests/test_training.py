@@ -1,0 +1,123 @@
+"""Whole runs: reproducibility, learning, result files and MLflow."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from trpo_bench.cli import main
+from trpo_bench.config import build_config
+from trpo_bench.trainer import load_policy, train
+
+TIMING = ["wall_time_s", "sample_time_s", "update_time_s"]
+
+
+def _run(tmp_path, name, env="CartPole-v1", **over):
+    cfg = build_config(
+        env, over.pop("method", "trpo-single-path"), layers=[("test", {"mlflow": False, **over})]
+    )
+    out = tmp_path / name
+    summary = train(cfg, out, log=lambda _m: None)
+    return out, summary
+
+
+def test_same_seed_gives_identical_progress(tmp_path):
+    kw = dict(iterations=3, steps_per_iter=1500, num_envs=3, seed=7)
+    a, _ = _run(tmp_path, "a", env="InvertedPendulum-v5", **kw)
+    b, _ = _run(tmp_path, "b", env="InvertedPendulum-v5", **kw)
+    c, _ = _run(tmp_path, "c", env="InvertedPendulum-v5", **{**kw, "seed": 8})
+    pa, pb, pc = (pd.read_csv(p / "progress.csv").drop(columns=TIMING) for p in (a, b, c))
+    pd.testing.assert_frame_equal(pa, pb)
+    assert not pa["return_mean"].equals(pc["return_mean"])  # the seed matters
+
+
+def test_result_files(tmp_path):
+    out, _ = _run(tmp_path, "r", iterations=2, steps_per_iter=1000, num_envs=2)
+    progress = pd.read_csv(out / "progress.csv")
+    for col in [
+        "iteration",
+        "env_steps",
+        "wall_time_s",
+        "return_mean",
+        "return_std",
+        "episodes",
+        "surrogate_gain",
+        "kl_mean",
+        "kl_max",
+        "linesearch_steps",
+        "step_accepted",
+        "entropy",
+        "expected_gain",
+        "return_change",
+    ]:
+        assert col in progress.columns, col
+    assert list(progress["iteration"]) == [0, 1]
+    assert list(progress["env_steps"]) == [1000, 2000]  # exactly the budget
+    data = json.loads((out / "summary.json").read_text())
+    assert data["status"] == "completed"
+    assert data["config"]["steps_per_iter"] == 1000
+    assert data["env_steps"] == 2000
+    assert "torch" in data["versions"]
+    policy = load_policy(out / "policy.pt")
+    assert policy.discrete
+    assert not list(out.glob(".*.tmp"))  # no temp files left
+
+
+@pytest.mark.slow
+def test_learns_inverted_pendulum(tmp_path):
+    # The paper's cart-pole (linear policy): >= 900 within ~2 minutes here.
+    _, summary = _run(
+        tmp_path, "ip", env="InvertedPendulum-v5", iterations=40, steps_per_iter=5000, seed=0
+    )
+    assert summary["best_return"] >= 900, summary
+    assert summary["final_return"] >= 900, summary
+
+
+@pytest.mark.slow
+def test_learns_cartpole(tmp_path):
+    _, summary = _run(tmp_path, "cp", iterations=30, steps_per_iter=4000, seed=0)
+    assert summary["final_return"] >= 195, summary
+
+
+def test_cli_run_is_in_mlflow(tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "runs" / "cp"
+    code = main(
+        [
+            "train",
+            "--env",
+            "CartPole-v1",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--iterations",
+            "3",
+            "--steps-per-iter",
+            "600",
+            "--set",
+            "num_envs=2",
+            "--set",
+            "experiment=test-exp",
+        ]
+    )
+    assert code == 0
+    assert "iter 3/3" in capsys.readouterr().out
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("test-exp")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "CartPole-v1/trpo-single-path/seed3"
+    assert run.data.tags["env"] == "CartPole-v1" and run.data.tags["seed"] == "3"
+    assert run.data.tags["method"] == "trpo-single-path" and run.data.tags["git_commit"]
+    assert run.data.params["steps_per_iter"] == "600" and run.data.params["delta"] == "0.01"
+    for metric in ("return_mean", "kl_mean", "env_steps", "surrogate_gain"):
+        history = client.get_metric_history(run.info.run_id, metric)
+        assert [m.step for m in history] == [0, 1, 2], metric
+    steps = [m.value for m in client.get_metric_history(run.info.run_id, "env_steps")]
+    assert steps == [600, 1200, 1800]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"progress.csv", "summary.json", "policy.pt"} <= artifacts

@@ -1,0 +1,163 @@
+"""``trpo-bench``: train one run, list methods and environments.
+
+User errors (unknown env, bad value, unreadable config) print one clear line and exit with
+status 2 before any work starts; they never print a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from trpo_bench.config import FIELDS, ConfigError, build_config, parse_overrides, read_yaml_file
+
+EXIT_USER_ERROR = 2
+
+
+def _config_help() -> str:
+    lines = ["config keys (set with --set key=value or in a --config YAML file):"]
+    for name, f in FIELDS.items():
+        default = f.default if not callable(f.default_factory) else f.default_factory()
+        lines.append(f"  {name} (default {default!r}): {f.metadata.get('doc', '')}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trpo-bench",
+        description="Reproduce Schulman et al. 2015, 'Trust Region Policy Optimization'.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser(
+        "train",
+        help="train one run (env x method x seed) into a run folder",
+        description=(
+            "Train one run and write progress.csv, summary.json and policy.pt into --out, "
+            "logging to MLflow. Config is resolved as: field defaults < env preset < method "
+            "preset < --config files (in order) < --set overrides (in order)."
+        ),
+        epilog=_config_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("--env", default="", help="environment id (see `trpo-bench envs`)")
+    train.add_argument(
+        "--method",
+        default="trpo-single-path",
+        help="method (see `trpo-bench methods`); default trpo-single-path",
+    )
+    train.add_argument("--seed", type=int, default=None, help="run seed (default 0)")
+    train.add_argument("--out", required=True, help="run folder to write")
+    train.add_argument(
+        "--iterations", type=int, default=None, help="policy iterations (default: the env preset's)"
+    )
+    train.add_argument(
+        "--steps-per-iter",
+        type=int,
+        default=None,
+        help="env steps per iteration, all envs together (default: env preset's)",
+    )
+    train.add_argument(
+        "--preset",
+        default="quick",
+        choices=("quick", "paper"),
+        help="budget preset: quick (minutes here) or paper (Table 2 budgets)",
+    )
+    train.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="YAML file of config keys; may be repeated",
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override one config key; may be repeated",
+    )
+    train.add_argument("--quiet", action="store_true", help="no line per iteration")
+    train.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config and exit without training",
+    )
+
+    sub.add_parser("methods", help="list the methods with one line each")
+    sub.add_parser("envs", help="list the environments with one line each")
+    return parser
+
+
+def resolve_train_config(args: argparse.Namespace):  # -> TrainConfig
+    layers = [(f"config file {p}", read_yaml_file(p)) for p in args.config]
+    cli: dict[str, object] = {}
+    if args.seed is not None:
+        cli["seed"] = args.seed
+    if args.iterations is not None:
+        cli["iterations"] = args.iterations
+    if args.steps_per_iter is not None:
+        cli["steps_per_iter"] = args.steps_per_iter
+    layers.append(("command line", cli))
+    layers.append(("--set", parse_overrides(args.overrides)))
+    return build_config(args.env, args.method, layers=layers, preset=args.preset)
+
+
+def check_writable(out: Path) -> None:
+    """Fail early, naming the folder, if ``out`` cannot be created or written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"output folder {str(out)!r} is not writable: {e.strerror}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "methods":
+            from trpo_bench.methods import METHODS
+
+            for m in METHODS.values():
+                print(f"{m.name:20s} {m.summary}")
+            return 0
+        if args.command == "envs":
+            from trpo_bench.envs import ENV_SPECS
+
+            for e in ENV_SPECS.values():
+                print(f"{e.id:20s} {e.summary}")
+            return 0
+        cfg = resolve_train_config(args)
+        if args.print_config:
+            import yaml
+
+            print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+            return 0
+        out = Path(args.out)
+        check_writable(out)
+    except ConfigError as e:
+        print(f"trpo-bench: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+    from trpo_bench.trainer import train
+
+    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    summary = train(cfg, out, log=log)
+    print(
+        f"done: final return {summary['final_return']:.1f} after {summary['env_steps']} "
+        f"env steps in {summary['wall_time_s']:.0f}s -> {out}",
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""Typed run configuration, resolved once and validated at the edge.
+
+A run's configuration is one :class:`TrainConfig`. It is assembled in layers, each overriding
+the one before:
+
+1. the field defaults below (documented, with their allowed ranges);
+2. the environment's preset (``presets/envs.yaml``: network sizes, paper budgets);
+3. the method's preset (``presets/methods.yaml``: what makes a method that method);
+4. YAML config files given by the user, in order;
+5. ``key=value`` overrides (``--set``), in order.
+
+Every value is checked against its field's type and range in :func:`build_config`; a bad value
+raises :class:`ConfigError` naming the key, the value and what is allowed, before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A user error in the configuration: the message says what is wrong and what is allowed."""
+
+
+def _f(default: Any, doc: str, **check: Any) -> Any:
+    """A dataclass field with a docstring and validation metadata (min, max, choices, ...)."""
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc, **check})
+    return field(default=default, metadata={"doc": doc, **check})
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs. Field docs are shown by ``trpo-bench train --help``."""
+
+    env: str = _f("", "Environment id (see `trpo-bench envs`).", choices_from="envs")
+    method: str = _f(
+        "trpo-single-path", "Method (see `trpo-bench methods`).", choices_from="methods"
+    )
+    seed: int = _f(
+        0, "Run seed: every env, the policy init and the action noise derive from it.", min=0
+    )
+
+    # Budget: every method honours both, so methods compare at equal samples.
+    iterations: int = _f(50, "Policy iterations (updates).", min=1)
+    steps_per_iter: int = _f(5000, "Env steps simulated per iteration, all envs together.", min=1)
+    num_envs: int = _f(
+        8, "Environments stepped together as a vector (one policy call per step).", min=1, max=4096
+    )
+
+    # The surrogate and its constraint (eq. 14, sec. 6).
+    gamma: float = _f(0.99, "Discount factor.", min=0.0, max=1.0)
+    delta: float = _f(
+        0.01, "KL step size: mean KL(pi_old || pi_new) <= delta. Paper: 0.01.", min_exclusive=0.0
+    )
+    baseline: str = _f(
+        "none",
+        "Subtracted from Q-hat: none (the paper's single path) or value "
+        "(a neural value function, fit each iteration).",
+        choices=("none", "value"),
+    )
+    gae_lambda: float = _f(
+        1.0,
+        "GAE(lambda) with a value baseline; 1.0 = Monte-Carlo Q-hat minus "
+        "baseline (the paper), 0.0 = one-step TD error.",
+        min=0.0,
+        max=1.0,
+    )
+    normalize_advantages: bool = _f(
+        True,
+        "Standardise advantages over the batch (a constant "
+        "baseline and scale: the TRPO step direction is unchanged).",
+    )
+    normalize_observations: bool = _f(False, "Running mean/std normalisation of observations.")
+
+    # The step (app. C).
+    cg_iters: int = _f(10, "Conjugate-gradient iterations k. Paper: 10.", min=1, max=1000)
+    cg_damping: float = _f(
+        0.1,
+        "Damping lambda added to the Fisher in CG: (A + lambda I). "
+        "Paper: not given; common: 0.1 or 1e-3.",
+        min=0.0,
+    )
+    fvp_subsample: float = _f(
+        0.1,
+        "Fraction of the batch's states used for Fisher-vector products. Paper: 0.1.",
+        min_exclusive=0.0,
+        max=1.0,
+    )
+    linesearch_backtracks: int = _f(
+        10, "Line-search trials: step * shrink**k, k < this.", min=1, max=100
+    )
+    linesearch_shrink: float = _f(
+        0.5, "Line-search shrink factor per trial.", min_exclusive=0.0, max_exclusive=1.0
+    )
+    step_size: float = _f(
+        0.1, "Natural gradient only: fixed step eps in theta += eps A^-1 g.", min_exclusive=0.0
+    )
+    learning_rate: float = _f(
+        3e-4, "Adam step size for first-order methods (vpg).", min_exclusive=0.0
+    )
+
+    # Value function (baseline: value).
+    vf_hidden_sizes: list[int] = _f([64, 64], "Value network hidden layer sizes.", item_min=1)
+    vf_learning_rate: float = _f(1e-3, "Value network Adam step size.", min_exclusive=0.0)
+    vf_epochs: int = _f(10, "Value network epochs per iteration.", min=1)
+    vf_minibatch: int = _f(128, "Value network minibatch size.", min=1)
+
+    # Policy.
+    hidden_sizes: list[int] = _f(
+        [64], "Policy hidden layer sizes (tanh); [] is a linear policy.", item_min=1
+    )
+    log_std_init: float = _f(0.0, "Initial log standard deviation (Gaussian policies).")
+
+    # Bookkeeping.
+    torch_threads: int = _f(1, "torch intra-op threads (1 makes runs reproducible).", min=1)
+    checkpoint_every: int = _f(5, "Write a checkpoint every N iterations (0: never).", min=0)
+    experiment: str = _f("trpo-bench", "MLflow experiment name.", nonempty=True)
+    mlflow: bool = _f(True, "Log the run to MLflow.")
+    mlflow_uri: str = _f(
+        "",
+        "MLflow tracking URI; empty: $MLFLOW_TRACKING_URI, else a sqlite "
+        "store mlflow.db beside the run folder.",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def field_doc(name: str) -> str:
+    return FIELDS[name].metadata.get("doc", "")
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """Load one of the YAML files shipped in ``trpo_bench/presets``."""
+    text = resources.files("trpo_bench").joinpath("presets", f"{name}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def read_yaml_file(path: str | Path) -> dict[str, Any]:
+    """Read a user config file; a missing or malformed file is a :class:`ConfigError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {str(path)!r} must hold a mapping of key: value, "
+            f"got {type(data).__name__}"
+        )
+    return data
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are read as YAML (``[32, 32]``, ``true``, ``1e-3``)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"malformed --set {item!r}: expected key=value, e.g. delta=0.02")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"malformed --set {item!r}: the value is not valid YAML") from None
+    return out
+
+
+def _unknown_key_message(key: str, source: str) -> str:
+    close = difflib.get_close_matches(key, FIELDS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown config key {key!r} in {source}{hint} (allowed: {', '.join(sorted(FIELDS))})"
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Convert ``value`` to the field's type or raise a ConfigError naming both."""
+    ftype = typing.get_type_hints(TrainConfig)[name]
+    origin = typing.get_origin(ftype)
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"config key {name!r}: {value!r} is not {expected}")
+
+    if ftype is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad("a boolean (true/false)")
+    if ftype is int:
+        if isinstance(value, bool):
+            raise bad("an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float | str):
+            try:
+                as_float = float(value)
+            except ValueError:
+                raise bad("an integer") from None
+            if math.isfinite(as_float) and as_float == int(as_float):
+                return int(as_float)
+        raise bad("an integer")
+    if ftype is float:
+        if isinstance(value, bool):
+            raise bad("a number")
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise bad("a number") from None
+        raise bad("a number")
+    if ftype is str:
+        if isinstance(value, str):
+            return value
+        raise bad("a string")
+    if origin in (list, types.GenericAlias) or origin is list:
+        if not isinstance(value, list | tuple):
+            raise bad("a list of integers, e.g. [64, 64]")
+        items = []
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise bad("a list of integers, e.g. [64, 64]")
+            items.append(v)
+        return items
+    raise AssertionError(f"unhandled field type {ftype} for {name}")  # pragma: no cover
+
+
+def _check_range(name: str, value: Any, shown: Any) -> None:
+    """Check ``value`` against the field's limits; messages show the user's ``shown`` value."""
+    meta = FIELDS[name].metadata
+
+    def fail(allowed: str) -> None:
+        raise ConfigError(f"config key {name!r}: {shown!r} is out of range (allowed: {allowed})")
+
+    if isinstance(value, float) and not math.isfinite(value):
+        fail("a finite number")
+    if "min" in meta and value < meta["min"]:
+        fail(f">= {meta['min']}")
+    if "max" in meta and value > meta["max"]:
+        fail(f"<= {meta['max']}")
+    if "min_exclusive" in meta and value <= meta["min_exclusive"]:
+        fail(f"> {meta['min_exclusive']}")
+    if "max_exclusive" in meta and value >= meta["max_exclusive"]:
+        fail(f"< {meta['max_exclusive']}")
+    if "choices" in meta and value not in meta["choices"]:
+        fail(", ".join(meta["choices"]))
+    if meta.get("nonempty") and not value:
+        fail("a non-empty string")
+    if "item_min" in meta and any(v < meta["item_min"] for v in value):
+        fail(f"every item >= {meta['item_min']}")
+
+
+def apply_layer(values: dict[str, Any], layer: Mapping[str, Any], source: str) -> None:
+    """Merge one layer into ``values``, coercing and range-checking every key it sets."""
+    for key, raw in layer.items():
+        if key not in FIELDS:
+            raise ConfigError(_unknown_key_message(str(key), source))
+        value = _coerce(key, raw)
+        _check_range(key, value, raw)
+        values[key] = value
+
+
+def build_config(
+    env: str,
+    method: str,
+    *,
+    layers: Iterable[tuple[str, Mapping[str, Any]]] = (),
+    preset: str = "quick",
+) -> TrainConfig:
+    """Resolve a run's configuration: defaults < env preset < method preset < ``layers``.
+
+    ``layers`` are ``(source_name, mapping)`` pairs (config files, then ``--set``); a layer may
+    itself set ``env`` or ``method``, but those are checked against the registries here, before
+    anything runs. ``preset`` picks the env's budget block (``quick`` or ``paper``).
+    """
+    from trpo_bench.envs import ENV_SPECS, check_env_id
+    from trpo_bench.methods import check_method
+
+    layers = list(layers)
+    # env and method may come from a layer; find the last word on each first.
+    for _, layer in layers:
+        env = layer.get("env", env)
+        method = layer.get("method", method)
+    if not env:
+        raise ConfigError("no environment given: pass --env (see `trpo-bench envs`)")
+    check_env_id(env)
+    check_method(method)
+    if preset not in ("quick", "paper"):
+        raise ConfigError(f"unknown preset {preset!r} (allowed: quick, paper)")
+
+    values: dict[str, Any] = {f.name: getattr(TrainConfig(), f.name) for f in FIELDS.values()}
+    values["env"], values["method"] = env, method
+    env_spec = ENV_SPECS[env]
+    apply_layer(values, env_spec.defaults, f"env preset {env}")
+    if preset == "paper":
+        apply_layer(values, env_spec.paper, f"paper preset {env}")
+    methods = load_preset("methods")
+    apply_layer(values, methods[method].get("defaults", {}) or {}, f"method preset {method}")
+    for source, layer in layers:
+        apply_layer(values, layer, source)
+    return TrainConfig(**values)

@@ -1,0 +1,208 @@
+"""Stochastic policies: a Gaussian MLP (continuous actions) and a categorical MLP (discrete).
+
+A policy maps observations to the parameters of an action distribution (``dist_params``); the
+distribution math is written out so the surrogate, the KL constraint and its Hessian are exact:
+
+* Gaussian with state-independent log-std (the paper's locomotion policy, sec. 8.1 and app. D):
+  ``KL(p||q) = sum_j [log s_q - log s_p + (s_p^2 + (m_p - m_q)^2) / (2 s_q^2) - 1/2]``;
+* categorical: ``KL(p||q) = sum_a p_a (log p_a - log q_a)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+
+DistParams = tuple[Tensor, ...]
+"""The parameters of a batch of action distributions: (mean, log_std) or (logits,)."""
+
+
+class RunningNorm(nn.Module):
+    """Observation normalisation by a running mean and variance (parallel-variance update)."""
+
+    def __init__(self, dim: int, clip: float = 10.0) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(dim, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+        self.clip = clip
+
+    @torch.no_grad()
+    def update(self, x: Tensor) -> None:
+        x = x.to(torch.float64).reshape(-1, self.mean.shape[0])
+        n = x.shape[0]
+        batch_mean, batch_var = x.mean(0), x.var(0, unbiased=False)
+        delta = batch_mean - self.mean
+        total = self.count + n
+        self.mean += delta * n / total
+        self.var = (
+            self.var * self.count + batch_var * n + delta**2 * self.count * n / total
+        ) / total
+        self.count = total
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = (x - self.mean.to(x.dtype)) / torch.sqrt(self.var.to(x.dtype) + 1e-8)
+        return z.clamp(-self.clip, self.clip)
+
+
+def mlp(sizes: Sequence[int], out_scale: float = 1.0) -> nn.Sequential:
+    """A tanh MLP; the last layer's weights are scaled by ``out_scale`` (small initial output)."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.Tanh())
+    with torch.no_grad():
+        last = layers[-1]
+        assert isinstance(last, nn.Linear)
+        last.weight.mul_(out_scale)
+        last.bias.zero_()
+    return nn.Sequential(*layers)
+
+
+class Policy(nn.Module):
+    """Common interface of every policy in the suite."""
+
+    discrete: bool
+
+    def __init__(self, obs_dim: int, normalize_observations: bool = False) -> None:
+        super().__init__()
+        self.obs_norm = RunningNorm(obs_dim) if normalize_observations else None
+
+    def preprocess(self, obs: Tensor) -> Tensor:
+        return self.obs_norm(obs) if self.obs_norm is not None else obs
+
+    def dist_params(self, obs: Tensor) -> DistParams:
+        raise NotImplementedError
+
+    def log_prob(self, params: DistParams, actions: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def kl(self, old: DistParams, new: DistParams) -> Tensor:
+        """Per-state KL(old || new)."""
+        raise NotImplementedError
+
+    def entropy(self, params: DistParams) -> Tensor:
+        raise NotImplementedError
+
+    def sample(self, params: DistParams, generator: torch.Generator | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def mode(self, params: DistParams) -> Tensor:
+        """The most likely action (deterministic evaluation)."""
+        raise NotImplementedError
+
+    def policy_parameters(self) -> list[nn.Parameter]:
+        """The parameters the policy step changes (not the observation normaliser)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+class GaussianMLPPolicy(Policy):
+    """Diagonal Gaussian: mean from a tanh MLP, log-std a free, state-independent vector."""
+
+    discrete = False
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden_sizes: Sequence[int] = (64,),
+        log_std_init: float = 0.0,
+        normalize_observations: bool = False,
+    ) -> None:
+        super().__init__(obs_dim, normalize_observations)
+        self.mean_net = mlp([obs_dim, *hidden_sizes, act_dim], out_scale=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
+
+    def dist_params(self, obs: Tensor) -> DistParams:
+        return self.mean_net(self.preprocess(obs)), self.log_std
+
+    def log_prob(self, params: DistParams, actions: Tensor) -> Tensor:
+        mean, log_std = params
+        z = (actions - mean) * torch.exp(-log_std)
+        return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def kl(self, old: DistParams, new: DistParams) -> Tensor:
+        m0, ls0 = old
+        m1, ls1 = new
+        var0, var1 = torch.exp(2 * ls0), torch.exp(2 * ls1)
+        return (ls1 - ls0 + (var0 + (m0 - m1).pow(2)) / (2 * var1) - 0.5).sum(-1)
+
+    def entropy(self, params: DistParams) -> Tensor:
+        mean, log_std = params
+        per_dim = log_std + 0.5 * math.log(2 * math.pi * math.e)
+        return per_dim.sum(-1).expand(mean.shape[:-1])
+
+    def sample(self, params: DistParams, generator: torch.Generator | None = None) -> Tensor:
+        mean, log_std = params
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        return mean + torch.exp(log_std) * noise
+
+    def mode(self, params: DistParams) -> Tensor:
+        return params[0]
+
+
+class CategoricalMLPPolicy(Policy):
+    """Softmax over a finite action set; logits from a tanh MLP."""
+
+    discrete = True
+
+    def __init__(
+        self,
+        obs_dim: int,
+        num_actions: int,
+        hidden_sizes: Sequence[int] = (64,),
+        normalize_observations: bool = False,
+    ) -> None:
+        super().__init__(obs_dim, normalize_observations)
+        self.logits_net = mlp([obs_dim, *hidden_sizes, num_actions], out_scale=0.01)
+
+    def dist_params(self, obs: Tensor) -> DistParams:
+        return (torch.log_softmax(self.logits_net(self.preprocess(obs)), dim=-1),)
+
+    def log_prob(self, params: DistParams, actions: Tensor) -> Tensor:
+        (logp,) = params
+        return logp.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    def kl(self, old: DistParams, new: DistParams) -> Tensor:
+        (lp0,), (lp1,) = old, new
+        return (torch.exp(lp0) * (lp0 - lp1)).sum(-1)
+
+    def entropy(self, params: DistParams) -> Tensor:
+        (logp,) = params
+        return -(torch.exp(logp) * logp).sum(-1)
+
+    def sample(self, params: DistParams, generator: torch.Generator | None = None) -> Tensor:
+        (logp,) = params
+        return torch.multinomial(torch.exp(logp), 1, generator=generator).squeeze(-1)
+
+    def mode(self, params: DistParams) -> Tensor:
+        return params[0].argmax(-1)
+
+
+def make_policy(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    hidden_sizes: Sequence[int],
+    log_std_init: float = 0.0,
+    normalize_observations: bool = False,
+) -> Policy:
+    """The policy class that fits the action space."""
+    obs_dim = int(math.prod(observation_space.shape))
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalMLPPolicy(
+            obs_dim, int(action_space.n), hidden_sizes, normalize_observations
+        )
+    if isinstance(action_space, gym.spaces.Box):
+        return GaussianMLPPolicy(
+            obs_dim,
+            int(math.prod(action_space.shape)),
+            hidden_sizes,
+            log_std_init,
+            normalize_observations,
+        )
+    raise TypeError(f"unsupported action space {action_space}")

@@ -1,0 +1,231 @@
+"""Sampling (sec. 5): run the current policy and turn the data into a surrogate objective.
+
+Single path (sec. 5.1): every iteration resets each env (seeded from the run's seed and the
+iteration), runs the current policy pi_old over whole episodes, and stops after exactly
+``steps_per_iter`` env steps. Q-hat is the discounted return-to-go along the path and the
+sampling distribution is q = pi_old.
+
+How episode ends are treated (see :mod:`trpo_bench.estimators`):
+
+* a **termination** (the hopper fell) ends the sum: nothing follows;
+* a **time-limit truncation** (gymnasium's ``TimeLimit``) and the **cut at the end of the batch**
+  end the path early: with ``baseline: value`` the rest is bootstrapped with V of the state it
+  was cut in; with ``baseline: none`` (the paper) the return is summed to the cut, as the paper's
+  paths of fixed length did. Only episodes that ended (terminated or time-limited) count in
+  ``return_mean``; the cut ones are incomplete.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from trpo_bench.config import TrainConfig
+from trpo_bench.envs import EnvVector
+from trpo_bench.estimators import (
+    discounted_returns,
+    gae_advantages,
+    importance_sampled_surrogate,
+    standardize,
+)
+from trpo_bench.policies import Policy
+from trpo_bench.steps import Objective
+from trpo_bench.value import ValueFunction
+
+
+@dataclass
+class Rollout:
+    """``[T, N]`` arrays of one iteration's samples; ``valid`` marks the slots really stepped."""
+
+    obs: np.ndarray  # [T, N, obs_dim]
+    actions: np.ndarray  # [T, N, act_dim] or [T, N]
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray  # time limit or the cut at the end of the batch
+    valid: np.ndarray
+    final_obs: dict[tuple[int, int], np.ndarray]  # (t, i) -> state a truncated path was cut in
+    episode_returns: list[float]
+    episode_lengths: list[int]
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.valid.sum())
+
+
+def iteration_seeds(seed: int, iteration: int, n: int) -> tuple[list[int], int]:
+    """Env reset seeds and a torch seed for one iteration, derived from (run seed, iteration).
+
+    Deriving every iteration's randomness from its index makes a resumed run draw exactly what
+    an uninterrupted one draws.
+    """
+    state = np.random.SeedSequence([seed, iteration]).generate_state(n + 1)
+    return [int(s) for s in state[:n]], int(state[n])
+
+
+def collect_paths(
+    envs: EnvVector, policy: Policy, steps: int, env_seeds: list[int], generator: torch.Generator
+) -> Rollout:
+    """Run ``policy`` on all envs from fresh, seeded episodes for exactly ``steps`` env steps.
+
+    One policy call per vector step (all envs at once); envs that end an episode are reset at
+    once and go on. The last row steps only as many envs as the budget leaves.
+    """
+    n_envs = envs.num_envs
+    horizon = math.ceil(steps / n_envs)
+    obs_shape = envs.observation_space.shape
+    act_shape = () if envs.discrete else envs.action_space.shape
+    obs_buf = np.zeros((horizon, n_envs, *obs_shape), dtype=np.float32)
+    act_buf = np.zeros(
+        (horizon, n_envs, *act_shape), dtype=np.int64 if envs.discrete else np.float32
+    )
+    rewards = np.zeros((horizon, n_envs))
+    terminated = np.zeros((horizon, n_envs), dtype=bool)
+    truncated = np.zeros((horizon, n_envs), dtype=bool)
+    valid = (np.arange(horizon)[:, None] * n_envs + np.arange(n_envs)[None, :]) < steps
+    final_obs: dict[tuple[int, int], np.ndarray] = {}
+    ep_return = np.zeros(n_envs)
+    ep_length = np.zeros(n_envs, dtype=np.int64)
+    episode_returns: list[float] = []
+    episode_lengths: list[int] = []
+
+    obs = envs.reset(env_seeds)
+    with torch.no_grad():
+        for t in range(horizon):
+            n = min(n_envs, steps - t * n_envs)
+            obs_buf[t, :n] = obs[:n]
+            action = policy.sample(
+                policy.dist_params(torch.from_numpy(obs_buf[t, :n])), generator
+            ).numpy()
+            act_buf[t, :n] = action
+            result = envs.step(action, n)
+            rewards[t, :n] = result.reward
+            terminated[t, :n] = result.terminated
+            truncated[t, :n] = result.truncated
+            ep_return[:n] += result.reward
+            ep_length[:n] += 1
+            for i, last in result.final_obs.items():
+                if result.truncated[i]:
+                    final_obs[(t, i)] = last
+                episode_returns.append(float(ep_return[i]))
+                episode_lengths.append(int(ep_length[i]))
+                ep_return[i], ep_length[i] = 0.0, 0
+            obs = result.next_obs
+
+    # The batch ends mid-episode for every env still running: a truncation, not an episode end.
+    for i in range(n_envs):
+        t_last = int(np.flatnonzero(valid[:, i])[-1]) if valid[:, i].any() else -1
+        if t_last >= 0 and not (terminated[t_last, i] or truncated[t_last, i]):
+            truncated[t_last, i] = True
+            final_obs[(t_last, i)] = obs[i].copy()
+    return Rollout(
+        obs_buf,
+        act_buf,
+        rewards,
+        terminated,
+        truncated,
+        valid,
+        final_obs,
+        episode_returns,
+        episode_lengths,
+    )
+
+
+def estimate_advantages(
+    rollout: Rollout, cfg: TrainConfig, value_fn: ValueFunction | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Q-hat minus the baseline for each valid slot, and the value targets (``[T, N]`` each).
+
+    baseline none: A = Q-hat (discounted return-to-go, sec. 5.1).
+    baseline value: A = GAE(lambda) with V (lambda = 1: Q-hat bootstrapped at cuts, minus V).
+    """
+    if value_fn is None:
+        q = discounted_returns(rollout.rewards, rollout.terminated, rollout.truncated, cfg.gamma)
+        return np.where(rollout.valid, q, 0.0), q
+    values = np.where(rollout.valid, value_fn.predict(rollout.obs), 0.0)
+    next_values = np.zeros_like(values)
+    next_values[:-1] = values[1:]
+    for (t, i), last in rollout.final_obs.items():
+        next_values[t, i] = value_fn.predict(last[None])[0]
+    adv = gae_advantages(
+        rollout.rewards,
+        values,
+        next_values,
+        rollout.terminated,
+        rollout.truncated,
+        cfg.gamma,
+        cfg.gae_lambda,
+    )
+    adv = np.where(rollout.valid, adv, 0.0)
+    return adv, adv + values
+
+
+class SinglePathObjective(Objective):
+    """Eq. 14 on single-path data: ``mean_n pi_theta(a_n|s_n) / pi_old(a_n|s_n) * A_n``."""
+
+    def __init__(self, policy: Policy, obs: Tensor, actions: Tensor, advantages: Tensor) -> None:
+        self.kl_obs, self.actions, self.advantages = obs, actions, advantages
+        with torch.no_grad():
+            self.old_dist = tuple(t.detach() for t in policy.dist_params(obs))
+            self.logp_q = policy.log_prob(self.old_dist, actions)
+
+    def surrogate(self, policy: Policy) -> Tensor:
+        return self._surrogate(policy, policy.dist_params(self.kl_obs))
+
+    def _surrogate(self, policy: Policy, dist: tuple[Tensor, ...]) -> Tensor:
+        return importance_sampled_surrogate(
+            policy.log_prob(dist, self.actions), self.logp_q, self.advantages
+        )
+
+    @torch.no_grad()
+    def evaluate(self, policy: Policy) -> tuple[float, Tensor]:
+        dist = policy.dist_params(self.kl_obs)  # one forward for both
+        return float(self._surrogate(policy, dist)), policy.kl(self.old_dist, dist)
+
+
+@dataclass
+class SampleResult:
+    """What a sampler hands to the training loop."""
+
+    objective: Objective
+    env_steps: int
+    episode_returns: list[float]
+    episode_lengths: list[int]
+    obs: Tensor  # every state visited (for normalisers)
+    extra: dict[str, float]
+
+
+def sample_single_path(
+    envs: EnvVector,
+    policy: Policy,
+    cfg: TrainConfig,
+    iteration: int,
+    value_fn: ValueFunction | None,
+    generator: torch.Generator,
+) -> SampleResult:
+    """Single path (sec. 5.1): collect paths, estimate advantages, fit V, build eq. 14."""
+    env_seeds, _ = iteration_seeds(cfg.seed, iteration, envs.num_envs)
+    rollout = collect_paths(envs, policy, cfg.steps_per_iter, env_seeds, generator)
+    adv, targets = estimate_advantages(rollout, cfg, value_fn)
+    mask = rollout.valid.reshape(-1)
+    flat = lambda a: a.reshape(-1, *a.shape[2:])[mask]  # noqa: E731
+    obs = torch.from_numpy(flat(rollout.obs))
+    actions = torch.from_numpy(flat(rollout.actions))
+    adv_flat = flat(adv)
+    extra: dict[str, float] = {"advantage_mean": float(adv_flat.mean())}
+    if cfg.normalize_advantages:
+        adv_flat = standardize(adv_flat)
+    if value_fn is not None:
+        target_t = torch.as_tensor(flat(targets), dtype=torch.float32)
+        extra["value_loss"] = value_fn.fit(
+            obs, target_t, cfg.vf_epochs, cfg.vf_minibatch, generator
+        )
+    objective = SinglePathObjective(
+        policy, obs, actions, torch.as_tensor(adv_flat, dtype=torch.float32)
+    )
+    return SampleResult(
+        objective, rollout.env_steps, rollout.episode_returns, rollout.episode_lengths, obs, extra
+    )

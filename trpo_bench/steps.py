@@ -1,0 +1,190 @@
+"""Step rules: given the surrogate objective of a batch, change the policy (sec. 6, app. C).
+
+A step rule takes a :class:`Objective` (built by a sampler) and updates the policy in place,
+returning :class:`StepStats`. Methods differ in their step rule (``trpo_bench.methods``):
+
+* :func:`trpo_step`: CG on the analytic Fisher, step ``sqrt(2 delta / s'As) s``, backtracking
+  until the surrogate improves and mean KL <= delta (the paper's TRPO).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from trpo_bench.config import TrainConfig
+from trpo_bench.optim import (
+    backtracking_line_search,
+    conjugate_gradient_with_residual,
+    fisher_vector_product,
+    flat_grad,
+    max_step_length,
+)
+from trpo_bench.policies import DistParams, Policy
+
+
+class Objective:
+    """The sampled surrogate ``L(theta)`` and the states where the KL constraint is measured.
+
+    Subclasses set ``kl_obs`` (constraint states) and ``old_dist`` (pi_old's distribution there,
+    detached) and implement :meth:`surrogate`; its value at theta_old is the baseline the line
+    search must beat.
+    """
+
+    kl_obs: Tensor
+    old_dist: DistParams
+
+    def surrogate(self, policy: Policy) -> Tensor:
+        raise NotImplementedError
+
+    def kl(self, policy: Policy, index: Tensor | None = None) -> Tensor:
+        """Per-state ``KL(pi_old || pi_theta)`` over the constraint states (or a subset)."""
+        if index is None:
+            return policy.kl(self.old_dist, policy.dist_params(self.kl_obs))
+        old = tuple(t[index] if t.dim() > 1 else t for t in self.old_dist)
+        return policy.kl(old, policy.dist_params(self.kl_obs[index]))
+
+    @torch.no_grad()
+    def evaluate(self, policy: Policy) -> tuple[float, Tensor]:
+        """Surrogate value and per-state KL at the current parameters (no graph)."""
+        return float(self.surrogate(policy)), self.kl(policy)
+
+
+@dataclass
+class StepStats:
+    """What a step did; every field becomes a progress.csv column."""
+
+    surrogate_before: float = math.nan
+    surrogate_after: float = math.nan
+    expected_gain: float = math.nan  # g's (the linear model's predicted surrogate gain)
+    kl_mean: float = 0.0
+    kl_max: float = 0.0
+    linesearch_steps: int = 0
+    step_accepted: bool = False
+    step_fraction: float = 0.0
+    grad_norm: float = math.nan
+    reject_reason: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def surrogate_gain(self) -> float:
+        return self.surrogate_after - self.surrogate_before
+
+
+StepRule = Callable[[Policy, Objective, TrainConfig, torch.Generator], StepStats]
+
+
+def fvp_subsample_index(n: int, fraction: float, generator: torch.Generator) -> Tensor | None:
+    """Indices of the states used for Fisher-vector products (the paper: 10% of the batch)."""
+    k = max(1, round(n * fraction))
+    if k >= n:
+        return None
+    return torch.randperm(n, generator=generator)[:k]
+
+
+def natural_direction(
+    policy: Policy,
+    objective: Objective,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+) -> tuple[StepStats, Tensor, Tensor, Tensor] | StepStats:
+    """Policy gradient g of the surrogate and the CG solution s of ``(A + lambda I) s = g``.
+
+    Returns the stats so far, g, s and ``(A + lambda I) s``, or only the stats (with a
+    ``reject_reason``) when g is not usable.
+    """
+    params = policy.policy_parameters()
+    surrogate = objective.surrogate(policy)
+    stats = StepStats(surrogate_before=float(surrogate.detach()))
+    g = flat_grad(surrogate, params)
+    stats.grad_norm = float(g.norm())
+    if not torch.isfinite(g).all() or not math.isfinite(stats.surrogate_before):
+        stats.reject_reason = "non-finite surrogate or gradient"
+        return stats
+    if stats.grad_norm == 0.0:
+        stats.reject_reason = "zero gradient"
+        return stats
+    index = fvp_subsample_index(objective.kl_obs.shape[0], cfg.fvp_subsample, generator)
+    fvp = fisher_vector_product(lambda: objective.kl(policy, index).mean(), params, cfg.cg_damping)
+    s, residual = conjugate_gradient_with_residual(fvp, g, cfg.cg_iters)
+    return stats, g, s, g - residual
+
+
+def trpo_step(
+    policy: Policy,
+    objective: Objective,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    constraint: str = "mean",
+) -> StepStats:
+    """One TRPO update (sec. 6, app. C).
+
+    1. g = grad L(theta_old) (eq. 14); 2. s ~= A^-1 g by ``cfg.cg_iters`` CG iterations on
+    Fisher-vector products of the mean-KL Hessian over ``cfg.fvp_subsample`` of the states;
+    3. beta = sqrt(2 delta / s'As); 4. backtrack from theta_old + beta s until
+    ``L`` improves and the constraint (``mean`` KL, or ``max`` KL for eq. 11) is <= delta.
+    If no trial passes the old parameters are kept and ``step_accepted`` is False.
+    """
+    params = policy.policy_parameters()
+    found = natural_direction(policy, objective, cfg, generator)
+    if isinstance(found, StepStats):
+        return _rejected(found, policy, objective)
+    stats, g, s, as_ = found
+    shs = float(s.dot(as_))  # s'As, with As = g - r from CG
+    if not math.isfinite(shs) or shs <= 0:
+        stats.reject_reason = f"s'As = {shs:.3g} <= 0 (Fisher not positive-definite)"
+        return _rejected(stats, policy, objective)
+    full_step = max_step_length(shs, cfg.delta) * s
+    stats.expected_gain = float(g.dot(full_step))
+
+    last: list[tuple[float, Tensor]] = []
+
+    def evaluate() -> tuple[float, float]:
+        surrogate, kl = objective.evaluate(policy)
+        last[:] = [(surrogate, kl)]
+        return surrogate, float(kl.mean() if constraint == "mean" else kl.max())
+
+    result = backtracking_line_search(
+        params,
+        full_step.detach(),
+        evaluate,
+        stats.surrogate_before,
+        cfg.delta,
+        cfg.linesearch_backtracks,
+        cfg.linesearch_shrink,
+    )
+    stats.linesearch_steps = result.steps
+    stats.step_accepted = result.accepted
+    stats.step_fraction = result.fraction
+    if not result.accepted:
+        stats.reject_reason = "no line-search trial improved the surrogate within the KL bound"
+    # The line search's last evaluation was at the final parameters: no need to repeat it.
+    return _finish(stats, policy, objective, evaluated=last[0])
+
+
+def _finish(
+    stats: StepStats,
+    policy: Policy,
+    objective: Objective,
+    evaluated: tuple[float, Tensor] | None = None,
+) -> StepStats:
+    surrogate, kl = evaluated if evaluated is not None else objective.evaluate(policy)
+    stats.surrogate_after = surrogate
+    stats.kl_mean, stats.kl_max = float(kl.mean()), float(kl.max())
+    return stats
+
+
+def _rejected(stats: StepStats, policy: Policy, objective: Objective) -> StepStats:
+    stats.step_accepted = False
+    return _finish(stats, policy, objective)
+
+
+def apply_step(policy: Policy, step: Tensor) -> None:
+    """theta <- theta + step, in place."""
+    params = policy.policy_parameters()
+    vector_to_parameters(parameters_to_vector(params).detach() + step.detach(), params)
