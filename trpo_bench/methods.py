@@ -19,10 +19,15 @@ Sampler = Callable[..., object]
 
 @dataclass(frozen=True)
 class Method:
+    """A gradient method binds a sampler to a step rule and runs the shared loop
+    (``trainer.train``); a derivative-free method has a loop of its own, ``run(cfg, recorder)``,
+    which writes through the same :class:`~trpo_bench.tracking.RunRecorder`."""
+
     name: str
     summary: str
-    sampler: Sampler
-    step_rule: StepRule
+    sampler: Sampler | None = None
+    step_rule: StepRule | None = None
+    run: Callable[..., dict] | None = None
 
 
 def _registry() -> dict[str, Method]:

@@ -25,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 from trpo_bench.config import TrainConfig
@@ -273,3 +274,179 @@ class MlflowRun:
             _retry(lambda: self.client.set_terminated(self.run_id, status=status), "end run")
         except Exception as e:
             self._fail("finish the run", e)
+
+
+# --- the run folder ----------------------------------------------------------------------------
+
+
+def _finite_mean(x: list[float]) -> float:
+    return float(np.mean(x)) if x else math.nan
+
+
+def summarize(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Final figures of a run from its progress rows."""
+    returns = [r["return_mean"] for r in rows if math.isfinite(r["return_mean"])]
+    changes = [r["return_change"] for r in rows if math.isfinite(r.get("return_change", math.nan))]
+    return {
+        "iterations_done": len(rows),
+        "env_steps": rows[-1]["env_steps"] if rows else 0,
+        "wall_time_s": rows[-1]["wall_time_s"] if rows else 0.0,
+        "final_return": returns[-1] if returns else math.nan,
+        "best_return": max(returns) if returns else math.nan,
+        "average_return": _finite_mean(returns),  # rllab's metric: mean over all iterations
+        "steps_accepted": sum(int(r.get("step_accepted", 0)) for r in rows),
+        # The paper's claim: how often the measured return did not decrease after an update.
+        "monotonic_fraction": float(np.mean([c >= 0 for c in changes])) if changes else math.nan,
+    }
+
+
+def episode_stats(returns: list[float], lengths: list[int]) -> dict[str, float]:
+    """The progress.csv columns describing one iteration's finished episodes."""
+    return {
+        "return_mean": _finite_mean(returns),
+        "return_std": float(np.std(returns)) if returns else math.nan,
+        "return_min": float(np.min(returns)) if returns else math.nan,
+        "return_max": float(np.max(returns)) if returns else math.nan,
+        "episodes": len(returns),
+        "episode_length_mean": _finite_mean([float(x) for x in lengths]),
+    }
+
+
+class RunRecorder:
+    """One run folder and its MLflow run, shared by every method (gradient or derivative-free).
+
+    ``record(row)`` adds one iteration: the cumulative ``env_steps`` and ``wall_time_s`` and the
+    measured ``return_change`` are filled in, progress.csv is rewritten atomically, the numeric
+    columns go to MLflow with ``step = iteration``, and a progress line is printed.
+    ``checkpoint(state)`` and :func:`load_checkpoint` let a method resume exactly.
+    """
+
+    def __init__(self, cfg: TrainConfig, out: Path, log: Callable[[str], None] = print) -> None:
+        self.cfg, self.out, self.log = cfg, Path(out), log
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.rows: list[dict[str, Any]] = []
+        resume = load_checkpoint(self.out, cfg)
+        self.resumed_state = resume
+        if resume is not None:
+            self.rows = resume["rows"]
+            log(f"resuming {self.out} at iteration {len(self.rows)}")
+        run_name = f"{cfg.env}/{cfg.method}/seed{cfg.seed}"
+        tags = {
+            "env": cfg.env,
+            "method": cfg.method,
+            "seed": str(cfg.seed),
+            "git_commit": git_commit(),
+            "mlflow.runName": run_name,
+        }
+        self.mlflow = (
+            MlflowRun(
+                cfg,
+                self.out,
+                run_name,
+                tags,
+                cfg.to_dict(),
+                resume_run_id=resume.get("mlflow_run_id") if resume else None,
+            )
+            if cfg.mlflow
+            else None
+        )
+        write_json(self.out / SUMMARY_FILE, {"status": "running", "config": cfg.to_dict()})
+
+    @property
+    def next_iteration(self) -> int:
+        return len(self.rows)
+
+    @property
+    def env_steps(self) -> int:
+        return self.rows[-1]["env_steps"] if self.rows else 0
+
+    @property
+    def wall_time_s(self) -> float:
+        return self.rows[-1]["wall_time_s"] if self.rows else 0.0
+
+    def record(self, row: Mapping[str, Any], env_steps: int, seconds: float) -> dict[str, Any]:
+        """Add iteration ``len(rows)``: ``env_steps`` and ``seconds`` are this iteration's."""
+        prev = self.rows[-1]["return_mean"] if self.rows else math.nan
+        full: dict[str, Any] = {
+            "iteration": len(self.rows),
+            "env_steps": self.env_steps + env_steps,
+            "wall_time_s": round(self.wall_time_s + seconds, 3),
+            **row,
+        }
+        # The measured change of the average return since the previous batch.
+        full["return_change"] = full.get("return_mean", math.nan) - prev
+        self.rows.append(full)
+        write_progress_csv(self.out / PROGRESS_FILE, self.rows)
+        if self.mlflow is not None:
+            metrics = {
+                k: v for k, v in full.items() if isinstance(v, int | float) and k != "iteration"
+            }
+            self.mlflow.log_metrics(metrics, full["iteration"])
+        self.log(self._line(full))
+        return full
+
+    def _line(self, row: Mapping[str, Any]) -> str:
+        cfg = self.cfg
+        text = (
+            f"[{cfg.env} {cfg.method} seed {cfg.seed}] iter {row['iteration'] + 1}/"
+            f"{cfg.iterations}  steps {row['env_steps']}  "
+            f"return {row.get('return_mean', math.nan):.1f}"
+        )
+        if "kl_mean" in row:
+            text += f"  kl {row['kl_mean']:.4f}"
+        if "step_accepted" in row:
+            ok = "yes" if row["step_accepted"] else f"NO ({row.get('reject_reason', '')})"
+            text += f"  step {ok}"
+        return text + f"  {row['wall_time_s']:.0f}s"
+
+    def due_checkpoint(self) -> bool:
+        every = self.cfg.checkpoint_every
+        return bool(every) and len(self.rows) % every == 0
+
+    def checkpoint(self, state: Mapping[str, Any]) -> None:
+        """Write ``state`` (the method's own) with the rows and the MLflow run id, atomically."""
+        atomic_torch_save(
+            {
+                **state,
+                "config": self.cfg.to_dict(),
+                "rows": self.rows,
+                "mlflow_run_id": self.mlflow.run_id if self.mlflow else None,
+            },
+            self.out / CHECKPOINT_FILE,
+        )
+
+    def finish(self, status: str, policy_artifact: Any | None) -> dict[str, Any]:
+        """Write the final policy (if any), summary.json, and close the MLflow run."""
+        cfg = self.cfg
+        summary = {
+            "status": status,
+            "env": cfg.env,
+            "method": cfg.method,
+            "seed": cfg.seed,
+            **summarize(self.rows),
+            "config": cfg.to_dict(),
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+        }
+        if policy_artifact is not None:
+            atomic_torch_save(policy_artifact, self.out / POLICY_FILE)
+        write_json(self.out / SUMMARY_FILE, summary)
+        if self.mlflow is not None:
+            self.mlflow.finish(
+                "FINISHED" if status == "completed" else "FAILED",
+                [self.out / PROGRESS_FILE, self.out / SUMMARY_FILE, self.out / POLICY_FILE],
+            )
+        return summary
+
+
+def load_checkpoint(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
+    """The checkpoint in ``out`` if there is one; it must belong to a run of the same config."""
+    path = Path(out) / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    state = torch.load(path, weights_only=False)
+    if state["config"] != cfg.to_dict():
+        raise RuntimeError(
+            f"{path} belongs to a run with a different config; remove it or use another --out"
+        )
+    return state

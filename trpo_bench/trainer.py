@@ -7,7 +7,6 @@ the same for all methods.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,18 +21,7 @@ from trpo_bench.envs import EnvVector
 from trpo_bench.methods import METHODS
 from trpo_bench.policies import Policy, make_policy
 from trpo_bench.sampling import iteration_seeds
-from trpo_bench.tracking import (
-    CHECKPOINT_FILE,
-    POLICY_FILE,
-    PROGRESS_FILE,
-    SUMMARY_FILE,
-    MlflowRun,
-    atomic_torch_save,
-    git_commit,
-    package_versions,
-    write_json,
-    write_progress_csv,
-)
+from trpo_bench.tracking import RunRecorder, episode_stats
 from trpo_bench.value import ValueFunction
 
 
@@ -73,71 +61,25 @@ def iteration_generator(seed: int, iteration: int) -> torch.Generator:
     return torch.Generator().manual_seed(torch_seed)
 
 
-def _finite_mean(x: list[float]) -> float:
-    return float(np.mean(x)) if x else math.nan
-
-
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Final figures of a run from its progress rows."""
-    returns = [r["return_mean"] for r in rows if math.isfinite(r["return_mean"])]
-    changes = [r["return_change"] for r in rows if math.isfinite(r["return_change"])]
-    return {
-        "iterations_done": len(rows),
-        "env_steps": rows[-1]["env_steps"] if rows else 0,
-        "wall_time_s": rows[-1]["wall_time_s"] if rows else 0.0,
-        "final_return": returns[-1] if returns else math.nan,
-        "best_return": max(returns) if returns else math.nan,
-        "average_return": _finite_mean(returns),  # rllab's metric: mean over all iterations
-        "steps_accepted": sum(int(r["step_accepted"]) for r in rows),
-        # The paper's claim: how often the measured return did not decrease after an update.
-        "monotonic_fraction": float(np.mean([c >= 0 for c in changes])) if changes else math.nan,
-    }
-
-
 def train(cfg: TrainConfig, out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run ``cfg`` to completion, writing the run folder ``out``; returns summary.json's data.
 
-    A checkpoint in ``out`` written by a run of the same config is resumed from.
+    A checkpoint in ``out`` written by a run of the same config is resumed from. Methods with
+    a loop of their own (derivative-free search) are handed the run through ``method.run``.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.torch_threads)
     method = METHODS[cfg.method]
+    recorder = RunRecorder(cfg, out, log)
+    if method.run is not None:
+        return method.run(cfg, recorder)
+
     learner = build_learner(cfg)
     policy, value_fn = learner.policy, learner.value_fn
-
-    rows: list[dict[str, Any]] = []
-    resume = load_checkpoint(out / CHECKPOINT_FILE, cfg, learner)
-    if resume is not None:
-        rows = resume["rows"]
-        log(f"resuming {out} at iteration {len(rows)}")
-    run_name = f"{cfg.env}/{cfg.method}/seed{cfg.seed}"
-    tags = {
-        "env": cfg.env,
-        "method": cfg.method,
-        "seed": str(cfg.seed),
-        "git_commit": git_commit(),
-        "mlflow.runName": run_name,
-    }
-    tracker = (
-        MlflowRun(
-            cfg,
-            out,
-            run_name,
-            tags,
-            cfg.to_dict(),
-            resume_run_id=resume.get("mlflow_run_id") if resume else None,
-        )
-        if cfg.mlflow
-        else None
-    )
-
-    elapsed = rows[-1]["wall_time_s"] if rows else 0.0
-    env_steps = rows[-1]["env_steps"] if rows else 0
+    if recorder.resumed_state is not None:
+        restore_learner(learner, recorder.resumed_state)
     status = "failed"
-    write_json(out / SUMMARY_FILE, {"status": "running", "config": cfg.to_dict()})
     try:
-        for it in range(len(rows), cfg.iterations):
+        for it in range(recorder.next_iteration, cfg.iterations):
             start = time.perf_counter()
             generator = iteration_generator(cfg.seed, it)
             # 1. Sample with the current policy and build the surrogate (sec. 5, eq. 14).
@@ -153,88 +95,40 @@ def train(cfg: TrainConfig, out: Path, log: Callable[[str], None] = print) -> di
                 policy.obs_norm.update(sample.obs)
                 if value_fn is not None and value_fn.obs_norm is not None:
                     value_fn.obs_norm.update(sample.obs)
-            # 4. Record.
-            env_steps += sample.env_steps
-            elapsed += time.perf_counter() - start
-            ret = sample.episode_returns
-            prev = rows[-1]["return_mean"] if rows else math.nan
-            row: dict[str, Any] = {
-                "iteration": it,
-                "env_steps": env_steps,
-                "wall_time_s": round(elapsed, 3),
-                "sample_time_s": round(sampled - start, 3),
-                "update_time_s": round(updated - sampled, 3),
-                "return_mean": _finite_mean(ret),
-                "return_std": float(np.std(ret)) if ret else math.nan,
-                "return_min": float(np.min(ret)) if ret else math.nan,
-                "return_max": float(np.max(ret)) if ret else math.nan,
-                "episodes": len(ret),
-                "episode_length_mean": _finite_mean([float(x) for x in sample.episode_lengths]),
-                # The paper's claim made visible: the surrogate's predicted improvement of this
-                # update, and the measured change of the average return since the last batch.
-                "surrogate_before": stats.surrogate_before,
-                "surrogate_after": stats.surrogate_after,
-                "surrogate_gain": stats.surrogate_gain,
-                "expected_gain": stats.expected_gain,
-                "return_change": _finite_mean(ret) - prev if ret else math.nan,
-                "kl_mean": stats.kl_mean,
-                "kl_max": stats.kl_max,
-                "linesearch_steps": stats.linesearch_steps,
-                "step_accepted": stats.step_accepted,
-                "step_fraction": stats.step_fraction,
-                "grad_norm": stats.grad_norm,
-                "entropy": entropy,
-                **sample.extra,
-                **stats.extra,
-                "reject_reason": stats.reject_reason,
-            }
-            rows.append(row)
-            write_progress_csv(out / PROGRESS_FILE, rows)
-            if tracker is not None:
-                tracker.log_metrics(
-                    {
-                        k: v
-                        for k, v in row.items()
-                        if isinstance(v, int | float) and k != "iteration"
-                    },
-                    it,
-                )
-            log(_progress_line(cfg, row))
-            if cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0:
-                save_checkpoint(
-                    out / CHECKPOINT_FILE, cfg, learner, rows, tracker.run_id if tracker else None
-                )
+            # 4. Record. The paper's claim made visible: the surrogate's predicted improvement
+            # of this update next to the measured change of the average return.
+            recorder.record(
+                {
+                    "sample_time_s": round(sampled - start, 3),
+                    "update_time_s": round(updated - sampled, 3),
+                    **episode_stats(sample.episode_returns, sample.episode_lengths),
+                    "surrogate_before": stats.surrogate_before,
+                    "surrogate_after": stats.surrogate_after,
+                    "surrogate_gain": stats.surrogate_gain,
+                    "expected_gain": stats.expected_gain,
+                    "kl_mean": stats.kl_mean,
+                    "kl_max": stats.kl_max,
+                    "linesearch_steps": stats.linesearch_steps,
+                    "step_accepted": stats.step_accepted,
+                    "step_fraction": stats.step_fraction,
+                    "grad_norm": stats.grad_norm,
+                    "entropy": entropy,
+                    **sample.extra,
+                    **stats.extra,
+                    "reject_reason": stats.reject_reason,
+                },
+                env_steps=sample.env_steps,
+                seconds=time.perf_counter() - start,
+            )
+            if recorder.due_checkpoint():
+                recorder.checkpoint(learner_state(learner))
         status = "completed"
     finally:
-        summary = {
-            "status": status,
-            "env": cfg.env,
-            "method": cfg.method,
-            "seed": cfg.seed,
-            **summarize(rows),
-            "config": cfg.to_dict(),
-            "versions": package_versions(),
-            "git_commit": git_commit(),
-        }
-        if status == "completed":
-            atomic_torch_save(policy_artifact(cfg, policy), out / POLICY_FILE)
-        write_json(out / SUMMARY_FILE, summary)
         learner.envs.close()
-        if tracker is not None:
-            tracker.finish(
-                "FINISHED" if status == "completed" else "FAILED",
-                [out / PROGRESS_FILE, out / SUMMARY_FILE, out / POLICY_FILE],
-            )
+        summary = recorder.finish(
+            status, policy_artifact(cfg, policy) if status == "completed" else None
+        )
     return summary
-
-
-def _progress_line(cfg: TrainConfig, row: dict[str, Any]) -> str:
-    accepted = "yes" if row["step_accepted"] else f"NO ({row['reject_reason']})"
-    return (
-        f"[{cfg.env} {cfg.method} seed {cfg.seed}] iter {row['iteration'] + 1}/"
-        f"{cfg.iterations}  steps {row['env_steps']}  return {row['return_mean']:.1f}  "
-        f"kl {row['kl_mean']:.4f}  step {accepted}  {row['wall_time_s']:.0f}s"
-    )
 
 
 def policy_artifact(cfg: TrainConfig, policy: Policy) -> dict[str, Any]:
@@ -266,37 +160,20 @@ def load_policy(path: Path) -> Policy:
     return policy
 
 
-def save_checkpoint(
-    path: Path,
-    cfg: TrainConfig,
-    learner: Learner,
-    rows: list[dict[str, Any]],
-    mlflow_run_id: str | None,
-) -> None:
-    """Everything needed to resume exactly. Env states need no saving: each iteration starts
-    from fresh episodes seeded by (seed, iteration), see ``sampling.iteration_seeds``."""
-    state = {
-        "config": cfg.to_dict(),
-        "rows": rows,
+def learner_state(learner: Learner) -> dict[str, Any]:
+    """Everything a gradient method needs to resume exactly. Env states need no saving: each
+    iteration starts from fresh episodes seeded by (seed, iteration), see
+    ``sampling.iteration_seeds``, and every other random draw is seeded the same way."""
+    value_fn = learner.value_fn
+    return {
         "policy": learner.policy.state_dict(),
-        "value_fn": learner.value_fn.state_dict() if learner.value_fn else None,
-        "value_optimizer": (learner.value_fn.optimizer.state_dict() if learner.value_fn else None),
-        "mlflow_run_id": mlflow_run_id,
+        "value_fn": value_fn.state_dict() if value_fn else None,
+        "value_optimizer": value_fn.optimizer.state_dict() if value_fn else None,
     }
-    atomic_torch_save(state, path)
 
 
-def load_checkpoint(path: Path, cfg: TrainConfig, learner: Learner) -> dict[str, Any] | None:
-    """Restore ``learner`` from ``path`` if it holds a run of the same config."""
-    if not path.exists():
-        return None
-    state = torch.load(path, weights_only=False)
-    if state["config"] != cfg.to_dict():
-        raise RuntimeError(
-            f"{path} belongs to a run with a different config; remove it or use another --out"
-        )
+def restore_learner(learner: Learner, state: dict[str, Any]) -> None:
     learner.policy.load_state_dict(state["policy"])
     if learner.value_fn is not None:
         learner.value_fn.load_state_dict(state["value_fn"])
         learner.value_fn.optimizer.load_state_dict(state["value_optimizer"])
-    return state
