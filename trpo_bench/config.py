@@ -92,6 +92,9 @@ class TrainConfig:
         "Paper: not given; common: 0.1 or 1e-3.",
         min=0.0,
     )
+    cg_residual_tol: float = _f(
+        1e-10, "CG stops early once the squared residual r'r falls below this.", min=0.0
+    )
     fvp_subsample: float = _f(
         0.1,
         "Fraction of the batch's states used for Fisher-vector products. Paper: 0.1.",

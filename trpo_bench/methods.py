@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 from trpo_bench.config import ConfigError, load_preset
 from trpo_bench.sampling import sample_single_path
-from trpo_bench.steps import StepRule, trpo_step
+from trpo_bench.steps import (
+    StepRule,
+    empirical_fim_step,
+    max_kl_step,
+    natural_gradient_step,
+    trpo_step,
+    vpg_step,
+)
 
 Sampler = Callable[..., object]
 
@@ -34,6 +41,11 @@ def _registry() -> dict[str, Method]:
     presets = load_preset("methods")
     pairs: dict[str, tuple[Sampler, StepRule]] = {
         "trpo-single-path": (sample_single_path, trpo_step),
+        "natural-gradient": (sample_single_path, natural_gradient_step),
+        "max-kl": (sample_single_path, max_kl_step),
+        "empirical-fim": (sample_single_path, empirical_fim_step),
+        "trpo-gae": (sample_single_path, trpo_step),
+        "vpg": (sample_single_path, vpg_step),
     }
     return {
         name: Method(name, presets[name]["summary"], sampler, step_rule)

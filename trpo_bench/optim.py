@@ -2,6 +2,8 @@
 
 * :func:`fisher_vector_product`: ``v -> (A + lambda I) v`` with ``A`` the Hessian of the mean KL
   (the analytic Fisher), by double backprop, never a dense matrix;
+* :func:`empirical_fisher_vector_product`: the same with the empirical Fisher, the mean outer
+  product of per-sample score gradients (the alternative the paper compares against);
 * :func:`conjugate_gradient`: ``k`` iterations of CG for ``A x = g``;
 * :func:`max_step_length`: ``beta = sqrt(2 delta / s'As)``, the step that reaches the KL bound
   under the quadratic model;
@@ -14,9 +16,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 MatVec = Callable[[Tensor], Tensor]
@@ -55,6 +59,36 @@ def fisher_vector_product(
     def product(v: Tensor) -> Tensor:
         hv = flat_grad((grad_kl * v.detach()).sum(), params, retain_graph=True)
         return hv + damping * v
+
+    return product
+
+
+def empirical_fisher_vector_product(
+    module: nn.Module,
+    log_prob: Callable[[Any, Tensor, Tensor], Tensor],
+    obs: Tensor,
+    actions: Tensor,
+    damping: float = 0.0,
+) -> MatVec:
+    """Return ``v -> (1/N) sum_n g_n (g_n' v) + damping v``: the empirical Fisher (sec. 6).
+
+    ``g_n`` is the score ``grad log pi_theta(a_n|s_n)`` of sample n. The N per-sample gradients
+    are computed once, by ``torch.func.vmap`` over ``torch.func.grad``, into an ``[N, P]`` matrix
+    G; each product is then two matrix-vector products, ``G' (G v) / N``. ``log_prob(dist, a)``
+    is the policy's log-density of actions given ``module(obs)``'s output.
+    """
+    params = {k: p.detach() for k, p in module.named_parameters() if p.requires_grad}
+
+    def logp_one(p: dict[str, Tensor], o: Tensor, a: Tensor) -> Tensor:
+        dist = functional_call(module, p, (o.unsqueeze(0),))
+        return log_prob(dist, a.unsqueeze(0)).squeeze(0)
+
+    grads = vmap(grad(logp_one), in_dims=(None, 0, 0))(params, obs, actions)
+    n = obs.shape[0]
+    scores = torch.cat([grads[k].reshape(n, -1) for k in params], dim=1)
+
+    def product(v: Tensor) -> Tensor:
+        return scores.T @ (scores @ v) / n + damping * v
 
     return product
 

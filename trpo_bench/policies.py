@@ -72,9 +72,15 @@ class Policy(nn.Module):
     def __init__(self, obs_dim: int, normalize_observations: bool = False) -> None:
         super().__init__()
         self.obs_norm = RunningNorm(obs_dim) if normalize_observations else None
+        # First-order step rules (vpg) keep their optimizer here, as ValueFunction does.
+        self.optimizer: torch.optim.Optimizer | None = None
 
     def preprocess(self, obs: Tensor) -> Tensor:
         return self.obs_norm(obs) if self.obs_norm is not None else obs
+
+    def forward(self, obs: Tensor) -> DistParams:
+        """Same as :meth:`dist_params` (so ``torch.func.functional_call`` works on a policy)."""
+        return self.dist_params(obs)
 
     def dist_params(self, obs: Tensor) -> DistParams:
         raise NotImplementedError

@@ -4,7 +4,11 @@ A step rule takes a :class:`Objective` (built by a sampler) and updates the poli
 returning :class:`StepStats`. Methods differ in their step rule (``trpo_bench.methods``):
 
 * :func:`trpo_step`: CG on the analytic Fisher, step ``sqrt(2 delta / s'As) s``, backtracking
-  until the surrogate improves and mean KL <= delta (the paper's TRPO).
+  until the surrogate improves and mean KL <= delta (the paper's TRPO);
+* :func:`max_kl_step`: the same, the line search enforcing the max KL over states (eq. 11);
+* :func:`empirical_fim_step`: the same with the empirical Fisher;
+* :func:`natural_gradient_step`: a fixed step eps * A^-1 g, no line search (sec. 7);
+* :func:`vpg_step`: one Adam step up the surrogate (vanilla policy gradient).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from trpo_bench.config import TrainConfig
 from trpo_bench.optim import (
     backtracking_line_search,
     conjugate_gradient_with_residual,
+    empirical_fisher_vector_product,
     fisher_vector_product,
     flat_grad,
     max_step_length,
@@ -92,11 +97,14 @@ def natural_direction(
     objective: Objective,
     cfg: TrainConfig,
     generator: torch.Generator,
+    fisher: str = "analytic",
 ) -> tuple[StepStats, Tensor, Tensor, Tensor] | StepStats:
     """Policy gradient g of the surrogate and the CG solution s of ``(A + lambda I) s = g``.
 
-    Returns the stats so far, g, s and ``(A + lambda I) s``, or only the stats (with a
-    ``reject_reason``) when g is not usable.
+    ``fisher`` picks A: ``analytic`` (the Hessian of the mean KL, the paper's choice) or
+    ``empirical`` (the mean outer product of score gradients, sec. 6). Both are formed on
+    ``cfg.fvp_subsample`` of the states. Returns the stats so far, g, s and
+    ``(A + lambda I) s``, or only the stats (with a ``reject_reason``) when g is not usable.
     """
     params = policy.policy_parameters()
     surrogate = objective.surrogate(policy)
@@ -110,8 +118,18 @@ def natural_direction(
         stats.reject_reason = "zero gradient"
         return stats
     index = fvp_subsample_index(objective.kl_obs.shape[0], cfg.fvp_subsample, generator)
-    fvp = fisher_vector_product(lambda: objective.kl(policy, index).mean(), params, cfg.cg_damping)
-    s, residual = conjugate_gradient_with_residual(fvp, g, cfg.cg_iters)
+    if fisher == "analytic":
+        fvp = fisher_vector_product(
+            lambda: objective.kl(policy, index).mean(), params, cfg.cg_damping
+        )
+    else:
+        actions = getattr(objective, "actions", None)
+        if actions is None:
+            raise TypeError(f"{type(objective).__name__} has no per-sample actions")
+        obs = objective.kl_obs if index is None else objective.kl_obs[index]
+        acts = actions if index is None else actions[index]
+        fvp = empirical_fisher_vector_product(policy, policy.log_prob, obs, acts, cfg.cg_damping)
+    s, residual = conjugate_gradient_with_residual(fvp, g, cfg.cg_iters, cfg.cg_residual_tol)
     return stats, g, s, g - residual
 
 
@@ -121,17 +139,19 @@ def trpo_step(
     cfg: TrainConfig,
     generator: torch.Generator,
     constraint: str = "mean",
+    fisher: str = "analytic",
 ) -> StepStats:
     """One TRPO update (sec. 6, app. C).
 
     1. g = grad L(theta_old) (eq. 14); 2. s ~= A^-1 g by ``cfg.cg_iters`` CG iterations on
-    Fisher-vector products of the mean-KL Hessian over ``cfg.fvp_subsample`` of the states;
-    3. beta = sqrt(2 delta / s'As); 4. backtrack from theta_old + beta s until
-    ``L`` improves and the constraint (``mean`` KL, or ``max`` KL for eq. 11) is <= delta.
-    If no trial passes the old parameters are kept and ``step_accepted`` is False.
+    Fisher-vector products over ``cfg.fvp_subsample`` of the states (``fisher``: the analytic
+    KL Hessian, or the empirical Fisher); 3. beta = sqrt(2 delta / s'As); 4. backtrack from
+    theta_old + beta s until ``L`` improves and the constraint (``mean`` KL, eq. 12, or ``max``
+    KL over the batch's states, eq. 11) is <= delta. If no trial passes the old parameters are
+    kept and ``step_accepted`` is False.
     """
     params = policy.policy_parameters()
-    found = natural_direction(policy, objective, cfg, generator)
+    found = natural_direction(policy, objective, cfg, generator, fisher)
     if isinstance(found, StepStats):
         return _rejected(found, policy, objective)
     stats, g, s, as_ = found
@@ -165,6 +185,75 @@ def trpo_step(
         stats.reject_reason = "no line-search trial improved the surrogate within the KL bound"
     # The line search's last evaluation was at the final parameters: no need to repeat it.
     return _finish(stats, policy, objective, evaluated=last[0])
+
+
+def max_kl_step(
+    policy: Policy, objective: Objective, cfg: TrainConfig, generator: torch.Generator
+) -> StepStats:
+    """TRPO's direction, with the line search enforcing max_n KL <= delta (eq. 11)."""
+    return trpo_step(policy, objective, cfg, generator, constraint="max")
+
+
+def empirical_fim_step(
+    policy: Policy, objective: Objective, cfg: TrainConfig, generator: torch.Generator
+) -> StepStats:
+    """TRPO with A the empirical Fisher (mean outer product of score gradients, sec. 6)."""
+    return trpo_step(policy, objective, cfg, generator, fisher="empirical")
+
+
+def natural_gradient_step(
+    policy: Policy, objective: Objective, cfg: TrainConfig, generator: torch.Generator
+) -> StepStats:
+    """The natural policy gradient (sec. 7): theta += eps * A^-1 g with a fixed eps.
+
+    A^-1 g by CG on the analytic Fisher, as TRPO; no line search and no KL enforcement: the
+    KL actually taken is recorded. ``eps`` is ``cfg.step_size`` (the paper swept it in factors
+    of 3 and kept the best).
+    """
+    found = natural_direction(policy, objective, cfg, generator)
+    if isinstance(found, StepStats):
+        return _rejected(found, policy, objective)
+    stats, g, s, _ = found
+    step = cfg.step_size * s
+    if not torch.isfinite(step).all():
+        stats.reject_reason = "non-finite natural gradient"
+        return _rejected(stats, policy, objective)
+    stats.expected_gain = float(g.dot(step))
+    apply_step(policy, step)
+    stats.step_accepted, stats.step_fraction = True, 1.0
+    return _finish(stats, policy, objective)
+
+
+def vpg_step(
+    policy: Policy, objective: Objective, cfg: TrainConfig, generator: torch.Generator
+) -> StepStats:
+    """Vanilla policy gradient: one Adam step (``cfg.learning_rate``) up the surrogate.
+
+    The floor every method should beat. The Adam state lives on the policy
+    (``policy.optimizer``) so that checkpoints carry it.
+    """
+    del generator
+    optimizer = policy_adam(policy, cfg)
+    surrogate = objective.surrogate(policy)
+    stats = StepStats(surrogate_before=float(surrogate.detach()))
+    optimizer.zero_grad()
+    (-surrogate).backward()
+    grads = [p.grad for p in policy.policy_parameters() if p.grad is not None]
+    stats.grad_norm = float(torch.cat([g.reshape(-1) for g in grads]).norm())
+    if not math.isfinite(stats.grad_norm):
+        stats.reject_reason = "non-finite gradient"
+        optimizer.zero_grad()
+        return _rejected(stats, policy, objective)
+    optimizer.step()
+    stats.step_accepted, stats.step_fraction = True, 1.0
+    return _finish(stats, policy, objective)
+
+
+def policy_adam(policy: Policy, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The policy's Adam optimizer for first-order steps, created on first use."""
+    if policy.optimizer is None:
+        policy.optimizer = torch.optim.Adam(policy.policy_parameters(), lr=cfg.learning_rate)
+    return policy.optimizer
 
 
 def _finish(

@@ -21,6 +21,7 @@ from trpo_bench.envs import EnvVector
 from trpo_bench.methods import METHODS
 from trpo_bench.policies import Policy, make_policy
 from trpo_bench.sampling import iteration_seeds
+from trpo_bench.steps import policy_adam
 from trpo_bench.tracking import RunRecorder, episode_stats
 from trpo_bench.value import ValueFunction
 
@@ -76,7 +77,7 @@ def train(cfg: TrainConfig, out: Path, log: Callable[[str], None] = print) -> di
     learner = build_learner(cfg)
     policy, value_fn = learner.policy, learner.value_fn
     if recorder.resumed_state is not None:
-        restore_learner(learner, recorder.resumed_state)
+        restore_learner(learner, recorder.resumed_state, cfg)
     status = "failed"
     try:
         for it in range(recorder.next_iteration, cfg.iterations):
@@ -131,6 +132,28 @@ def train(cfg: TrainConfig, out: Path, log: Callable[[str], None] = print) -> di
     return summary
 
 
+def evaluate_policy(
+    policy: Policy, env_id: str, episodes: int, seed: int, deterministic: bool = True
+) -> list[float]:
+    """Returns of ``episodes`` whole episodes (the mode action if ``deterministic``), stepped
+    together as a vector of envs seeded from ``seed``."""
+    envs = EnvVector(env_id, episodes)
+    obs = envs.reset([seed + i for i in range(episodes)])
+    returns = np.zeros(episodes)
+    running = np.ones(episodes, dtype=bool)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        while running.any():
+            dist = policy.dist_params(torch.as_tensor(obs, dtype=torch.float32))
+            action = policy.mode(dist) if deterministic else policy.sample(dist, generator)
+            result = envs.step(action.numpy())
+            returns += np.where(running, result.reward, 0.0)
+            running &= ~(result.terminated | result.truncated)
+            obs = result.next_obs
+    envs.close()
+    return returns.tolist()
+
+
 def policy_artifact(cfg: TrainConfig, policy: Policy) -> dict[str, Any]:
     """The final policy: weights plus what it takes to rebuild it (``load_policy``)."""
     return {
@@ -165,15 +188,19 @@ def learner_state(learner: Learner) -> dict[str, Any]:
     iteration starts from fresh episodes seeded by (seed, iteration), see
     ``sampling.iteration_seeds``, and every other random draw is seeded the same way."""
     value_fn = learner.value_fn
+    optimizer = learner.policy.optimizer
     return {
         "policy": learner.policy.state_dict(),
+        "policy_optimizer": optimizer.state_dict() if optimizer else None,
         "value_fn": value_fn.state_dict() if value_fn else None,
         "value_optimizer": value_fn.optimizer.state_dict() if value_fn else None,
     }
 
 
-def restore_learner(learner: Learner, state: dict[str, Any]) -> None:
+def restore_learner(learner: Learner, state: dict[str, Any], cfg: TrainConfig) -> None:
     learner.policy.load_state_dict(state["policy"])
+    if state.get("policy_optimizer") is not None:
+        policy_adam(learner.policy, cfg).load_state_dict(state["policy_optimizer"])
     if learner.value_fn is not None:
         learner.value_fn.load_state_dict(state["value_fn"])
         learner.value_fn.optimizer.load_state_dict(state["value_optimizer"])
