@@ -146,10 +146,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trpo-bench: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
 
-    from trpo_bench.trainer import train
+    from trpo_bench.trainer import Interrupted, train
 
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
-    summary = train(cfg, out, log=log)
+    try:
+        summary = train(cfg, out, log=log)
+    except Interrupted as e:
+        print(
+            f"trpo-bench: {e}; the run resumes from its checkpoint when started again",
+            file=sys.stderr,
+            flush=True,
+        )
+        return e.exit_code
     print(
         f"done: final return {summary['final_return']:.1f} after {summary['env_steps']} "
         f"env steps in {summary['wall_time_s']:.0f}s -> {out}",

@@ -8,6 +8,8 @@ truth.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import csv
 import io
 import json
@@ -20,7 +22,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +31,11 @@ import numpy as np
 import torch
 
 from trpo_bench.config import TrainConfig
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent first starts may race
+    fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
 
@@ -162,10 +169,9 @@ def _retry(fn: Callable[[], T], what: str, attempts: int = 8) -> T:
                 s in text
                 for s in (
                     "locked",
+                    "no such table",
                     "busy",
                     "unique constraint",
-                    "timeout",
-                    "connection",
                     "already exists",
                     "temporarily",
                 )
@@ -182,6 +188,22 @@ def artifact_root_for(uri: str) -> str | None:
         db = Path(uri[len("sqlite:///") :])
         return (db.parent / "mlartifacts").resolve().as_uri()
     return None
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock file beside a local sqlite store (a no-op for other stores)."""
+    if not uri.startswith("sqlite:///") or fcntl is None:
+        yield
+        return
+    lock_path = Path(uri[len("sqlite:///") :] + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def get_or_create_experiment(client: Any, name: str, uri: str) -> str:
@@ -216,18 +238,32 @@ class MlflowRun:
     ) -> None:
         self.ok = True
         self.run_id: str | None = None
+        self.logged_steps: set[int] = set()
         self.uri = default_tracking_uri(out, cfg.mlflow_uri)
         try:
             from mlflow.entities import Param
             from mlflow.tracking import MlflowClient
 
-            self.client = MlflowClient(tracking_uri=self.uri)
-            exp_id = get_or_create_experiment(self.client, cfg.experiment, self.uri)
+            # Many jobs may open a fresh store at once, and MLflow's schema creation (alembic
+            # migrations) is not safe under that race: one job at a time opens the store.
+            with store_lock(self.uri):
+                self.client = MlflowClient(tracking_uri=self.uri)
+                exp_id = _retry(
+                    lambda: get_or_create_experiment(self.client, cfg.experiment, self.uri),
+                    "open the store",
+                )
             if resume_run_id is not None:
                 self.run_id = resume_run_id
                 _retry(
                     lambda: self.client.update_run(resume_run_id, status="RUNNING"), "resume run"
                 )
+                # Iterations logged after the checkpoint, before the interruption, are rerun
+                # identically: log each step once.
+                history = _retry(
+                    lambda: self.client.get_metric_history(resume_run_id, "env_steps"),
+                    "read metric history",
+                )
+                self.logged_steps = {m.step for m in history}
                 return
             run = _retry(
                 lambda: self.client.create_run(exp_id, run_name=run_name, tags=dict(tags)),
@@ -251,7 +287,7 @@ class MlflowRun:
         print(f"WARNING: {msg}", file=sys.stderr, flush=True)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        if not self.ok or self.run_id is None:
+        if not self.ok or self.run_id is None or step in self.logged_steps:
             return
         try:
             from mlflow.entities import Metric
@@ -274,6 +310,44 @@ class MlflowRun:
             _retry(lambda: self.client.set_terminated(self.run_id, status=status), "end run")
         except Exception as e:
             self._fail("finish the run", e)
+
+
+def log_summary_run(
+    uri: str,
+    experiment: str,
+    run_name: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    artifacts: Mapping[str, Iterable[Path]],
+    tags: Mapping[str, str] | None = None,
+) -> str:
+    """Log the workflow's summary run (tables and plots as artifacts) and return its id.
+
+    ``artifacts`` maps an artifact folder (``tables``, ``plots``) to the files to put there.
+    Unlike a training run's logging this raises on failure: the summary run is the job's output.
+    """
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = _retry(lambda: get_or_create_experiment(client, experiment, uri), "open the store")
+    all_tags = {"kind": "summary", "git_commit": git_commit(), **(tags or {})}
+    run = _retry(lambda: client.create_run(exp_id, run_name=run_name, tags=all_tags), "create run")
+    run_id = run.info.run_id
+    ts = int(time.time() * 1000)
+    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    values = [Metric(k, float(v), ts, 0) for k, v in metrics.items() if math.isfinite(v)]
+    for i in range(0, max(len(items), len(values)), 100):
+        p, m = items[i : i + 100], values[i : i + 100]
+        _retry(lambda p=p, m=m: client.log_batch(run_id, metrics=m, params=p), "log batch")
+    for folder, paths in artifacts.items():
+        for path in paths:
+            _retry(
+                lambda p=path, f=folder: client.log_artifact(run_id, str(p), artifact_path=f),
+                "log artifact",
+            )
+    _retry(lambda: client.set_terminated(run_id, status="FINISHED"), "end run")
+    return run_id
 
 
 # --- the run folder ----------------------------------------------------------------------------
@@ -403,17 +477,36 @@ class RunRecorder:
         every = self.cfg.checkpoint_every
         return bool(every) and len(self.rows) % every == 0
 
-    def checkpoint(self, state: Mapping[str, Any]) -> None:
+    def checkpoint(self, state: Mapping[str, Any], n_rows: int | None = None) -> None:
         """Write ``state`` (the method's own) with the rows and the MLflow run id, atomically."""
+        rows = self.rows if n_rows is None else self.rows[:n_rows]
         atomic_torch_save(
             {
                 **state,
                 "config": self.cfg.to_dict(),
-                "rows": self.rows,
+                "rows": rows,
                 "mlflow_run_id": self.mlflow.run_id if self.mlflow else None,
             },
             self.out / CHECKPOINT_FILE,
         )
+
+    def commit(self, state: Mapping[str, Any]) -> None:
+        """Call after each recorded iteration with the method's state at that point.
+
+        Keeps a copy (so an interruption mid-iteration can still checkpoint the last complete
+        iteration, :meth:`checkpoint_last`) and writes the checkpoint when one is due.
+        """
+        self._last = (copy.deepcopy(dict(state)), len(self.rows))
+        if self.due_checkpoint():
+            self.checkpoint(*self._last)
+
+    def checkpoint_last(self) -> bool:
+        """Checkpoint the last committed iteration (after SIGTERM); False if there is none."""
+        last = getattr(self, "_last", None)
+        if last is None:
+            return False
+        self.checkpoint(*last)
+        return True
 
     def finish(self, status: str, policy_artifact: Any | None) -> dict[str, Any]:
         """Write the final policy (if any), summary.json, and close the MLflow run."""

@@ -7,8 +7,11 @@ the same for all methods.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,19 +69,64 @@ def train(cfg: TrainConfig, out: Path, log: Callable[[str], None] = print) -> di
     """Run ``cfg`` to completion, writing the run folder ``out``; returns summary.json's data.
 
     A checkpoint in ``out`` written by a run of the same config is resumed from. Methods with
-    a loop of their own (derivative-free search) are handed the run through ``method.run``.
+    a loop of their own (derivative-free search) are handed the recorder through ``method.run``,
+    which returns the final policy artifact as :func:`gradient_loop` does. SIGTERM/SIGINT
+    checkpoint the last complete iteration, write summary.json with status ``interrupted``
+    and raise :class:`Interrupted` (the CLI exits with 128 + signal number).
     """
     torch.set_num_threads(cfg.torch_threads)
     method = METHODS[cfg.method]
     recorder = RunRecorder(cfg, out, log)
-    if method.run is not None:
-        return method.run(cfg, recorder)
+    loop = method.run or gradient_loop
+    status, artifact = "failed", None
+    try:
+        with raise_on_termination():
+            artifact = loop(cfg, recorder)
+        status = "completed"
+    except Interrupted:
+        # SLURM's time limit or preemption: keep the last complete iteration for a rerun.
+        status = "interrupted"
+        if recorder.checkpoint_last():
+            log(f"interrupted: checkpoint written at iteration {recorder.next_iteration}")
+        raise
+    finally:
+        summary = recorder.finish(status, artifact)
+    return summary
 
+
+class Interrupted(Exception):
+    """The job received SIGTERM or SIGINT; ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"received signal {signal.Signals(signum).name}")
+        self.exit_code = 128 + signum
+
+
+@contextlib.contextmanager
+def raise_on_termination() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into :class:`Interrupted` inside the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def gradient_loop(cfg: TrainConfig, recorder: RunRecorder) -> dict[str, Any]:
+    """Every gradient method's loop; returns the final policy artifact."""
+    method = METHODS[cfg.method]
     learner = build_learner(cfg)
     policy, value_fn = learner.policy, learner.value_fn
     if recorder.resumed_state is not None:
         restore_learner(learner, recorder.resumed_state, cfg)
-    status = "failed"
     try:
         for it in range(recorder.next_iteration, cfg.iterations):
             start = time.perf_counter()
@@ -121,15 +169,10 @@ def train(cfg: TrainConfig, out: Path, log: Callable[[str], None] = print) -> di
                 env_steps=sample.env_steps,
                 seconds=time.perf_counter() - start,
             )
-            if recorder.due_checkpoint():
-                recorder.checkpoint(learner_state(learner))
-        status = "completed"
+            recorder.commit(learner_state(learner))
     finally:
         learner.envs.close()
-        summary = recorder.finish(
-            status, policy_artifact(cfg, policy) if status == "completed" else None
-        )
-    return summary
+    return policy_artifact(cfg, policy)
 
 
 def evaluate_policy(
