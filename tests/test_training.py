@@ -121,3 +121,35 @@ def test_cli_run_is_in_mlflow(tmp_path, capsys):
     assert steps == [600, 1200, 1800]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"progress.csv", "summary.json", "policy.pt"} <= artifacts
+
+
+def test_chunked_objective_equals_one_pass():
+    import torch
+
+    from trpo_bench.sampling import SinglePathObjective, sample_single_path
+    from trpo_bench.trainer import build_learner, iteration_generator
+
+    cfg = build_config(
+        "Hopper-v5", "trpo-single-path", layers=[("t", {"steps_per_iter": 1000, "num_envs": 4})]
+    )
+    learner = build_learner(cfg)
+    sample = sample_single_path(
+        learner.envs, learner.policy, cfg, 0, None, iteration_generator(0, 0)
+    )
+    whole = sample.objective
+    chunked = SinglePathObjective(
+        learner.policy, whole.kl_obs, whole.actions, whole.advantages, chunk=128
+    )
+    params = learner.policy.policy_parameters()
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.01)  # away from theta_old, so ratios and KLs are not trivial
+    v1, g1 = whole.surrogate_and_grad(learner.policy, params)
+    v2, g2 = chunked.surrogate_and_grad(learner.policy, params)
+    assert v1 == pytest.approx(v2, rel=1e-5) and abs(v1) > 1e-6
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-7)
+    s1, kl1 = whole.evaluate(learner.policy)
+    s2, kl2 = chunked.evaluate(learner.policy)
+    assert s1 == pytest.approx(s2, rel=1e-5)
+    torch.testing.assert_close(kl1, kl2)
+    assert kl1.mean() > 0

@@ -5,7 +5,8 @@ the one before:
 
 1. the field defaults below (documented, with their allowed ranges);
 2. the environment's preset (``presets/envs.yaml``: network sizes, paper budgets);
-3. the method's preset (``presets/methods.yaml``: what makes a method that method);
+3. the method's preset (``presets/methods.yaml``: what makes a method that method), then its
+   settings for this env if it has any (``envs: {<env>: {defaults, paper}}`` in its entry);
 4. YAML config files given by the user, in order;
 5. ``key=value`` overrides (``--set``), in order.
 
@@ -114,6 +115,100 @@ class TrainConfig:
         3e-4, "Adam step size for first-order methods (vpg).", min_exclusive=0.0
     )
 
+    # Vine sampling (sec. 5.2; method trpo-vine). Per iteration: num_envs trunk rollouts, then
+    # K branches of H steps from each of N rollout-set states drawn from the trunks, with
+    # trunk steps + branch steps = steps_per_iter (see trpo_bench.vine).
+    vine_branch_length: int = _f(
+        100,
+        "Vine: steps H of each branch rollout from (s_n, a_k); Q-hat is the discounted sum of "
+        "its rewards. Paper: 50 (swimmer), 100 (hopper, walker).",
+        min=1,
+    )
+    vine_branches_per_state: int = _f(
+        4,
+        "Vine: actions K branched at each rollout-set state (a_k ~ pi for continuous actions); "
+        "a discrete space of at most K actions is enumerated (eq. 15), a larger one draws K "
+        "actions uniformly. Paper: 4. At least 2 (eq. 16 compares actions).",
+        min=2,
+    )
+    vine_trunk_share: float = _f(
+        0.2,
+        "Vine: least share of steps_per_iter spent on the trunks; the rest buys "
+        "N = floor(rest / (K H)) rollout-set states. Paper: 16 x 1000 trunk steps per batch.",
+        min_exclusive=0.0,
+        max_exclusive=1.0,
+    )
+    vine_batch_branches: int = _f(
+        64,
+        "Vine: branch rollouts stepped together as one vector of envs, built once per run "
+        "(speed vs memory: about 1 MB per MuJoCo env).",
+        min=1,
+    )
+
+    # Derivative-free search (methods cem, cma-es; baselines/search.py). A generation runs
+    # population_size candidates (deterministic actions) and the distribution's mean, each on
+    # the same episodes_per_candidate seeded episodes, cut so that it simulates at most
+    # steps_per_iter steps; iteration i runs generations until the run has simulated
+    # (i + 1) * steps_per_iter steps. num_envs envs are stepped as one vector.
+    population_size: int = _f(
+        0,
+        "CEM/CMA-ES: candidates per generation; 0: derived from the budget, "
+        "steps_per_iter // (episodes_per_candidate * time limit) - 1 (at least 4), so "
+        "full-length episodes fit; an explicit value (>= 2) may cut episodes short.",
+        min=0,
+    )
+    episodes_per_candidate: int = _f(
+        1,
+        "CEM/CMA-ES: episodes each candidate (and the mean) is run for; its fitness is the "
+        "mean return.",
+        min=1,
+    )
+    elite_fraction: float = _f(
+        0.2,
+        "CEM: share of the population (at least 2) whose mean and variance become the next "
+        "search distribution. Typical: 0.05-0.3.",
+        min_exclusive=0.0,
+        max=1.0,
+    )
+    cem_init_std: float = _f(
+        1.0, "CEM: initial standard deviation of every parameter.", min_exclusive=0.0
+    )
+    cem_extra_std: float = _f(
+        1.0,
+        "CEM (noisy CEM, Szita & Lorincz 2006): std of the noise added to the elite variance, "
+        "sigma^2 = var(elite) + cem_extra_std^2 * max(0, 1 - i / cem_extra_decay_iters) in "
+        "iteration i; 0: plain CEM.",
+        min=0.0,
+    )
+    cem_extra_decay_iters: int = _f(
+        25,
+        "CEM: iterations (shares of the sample budget) over which the added noise decays "
+        "linearly to 0.",
+        min=1,
+    )
+    cma_sigma0: float = _f(
+        0.5,
+        "CMA-ES: initial step size sigma (std of every parameter at the start).",
+        min_exclusive=0.0,
+    )
+    cma_diagonal: bool = _f(
+        False,
+        "CMA-ES: adapt a diagonal covariance only (sep-CMA-ES, Ros & Hansen 2008): O(n) per "
+        "generation instead of O(n^2) plus O(n^3) decompositions; for networks of 1000s of "
+        "weights, where full CMA-ES costs more than the simulation.",
+    )
+
+    # Reward-weighted regression (method rwr; baselines/rwr.py).
+    rwr_temperature: float = _f(
+        1.0,
+        "RWR: each sampled action weighs exp(Q-hat / rwr_temperature) in the refit (Q-hat "
+        "standardised when normalize_advantages); smaller: greedier. Typical: 0.25-2.",
+        min_exclusive=0.0,
+    )
+    rwr_fit_iters: int = _f(
+        20, "RWR: L-BFGS iterations of the weighted maximum-likelihood refit.", min=1
+    )
+
     # Value function (baseline: value).
     vf_hidden_sizes: list[int] = _f([64, 64], "Value network hidden layer sizes.", item_min=1)
     vf_learning_rate: float = _f(1e-3, "Value network Adam step size.", min_exclusive=0.0)
@@ -125,6 +220,30 @@ class TrainConfig:
         [64], "Policy hidden layer sizes (tanh); [] is a linear policy.", item_min=1
     )
     log_std_init: float = _f(0.0, "Initial log standard deviation (Gaussian policies).")
+
+    # Atari (trpo_bench.atari): every preprocessing choice is a key, so summary.json holds it.
+    atari_frame_skip: int = _f(
+        4, "Atari: emulator frames per agent step (the action is repeated).", min=1
+    )
+    atari_frame_stack: int = _f(
+        4, "Atari: 52 x 40 grayscale frames stacked into one observation.", min=1
+    )
+    atari_sticky_actions: float = _f(
+        0.0,
+        "Atari: probability the emulator repeats the previous action (ALE v5: 0.25; the 2015 "
+        "paper had none, so 0 here).",
+        min=0.0,
+        max=1.0,
+    )
+    batch_chunk: int = _f(
+        65536,
+        "States per pass when the surrogate, its gradient and the line search run over the "
+        "batch (bounds memory; the Atari preset uses 4096). The results do not depend on it.",
+        min=1,
+    )
+    clip_rewards: bool = _f(
+        False, "Train on sign(reward) (Atari); reported returns are always the raw score."
+    )
 
     # Bookkeeping.
     torch_threads: int = _f(1, "torch intra-op threads (1 makes runs reproducible).", min=1)
@@ -295,7 +414,7 @@ def build_config(
     anything runs. ``preset`` picks the env's budget block (``quick`` or ``paper``).
     """
     from trpo_bench.envs import ENV_SPECS, check_env_id
-    from trpo_bench.methods import check_method
+    from trpo_bench.methods import check_method, check_method_config
 
     layers = list(layers)
     # env and method may come from a layer; find the last word on each first.
@@ -317,6 +436,13 @@ def build_config(
         apply_layer(values, env_spec.paper, f"paper preset {env}")
     methods = load_preset("methods")
     apply_layer(values, methods[method].get("defaults", {}) or {}, f"method preset {method}")
+    # A method's settings for one env (methods.yaml: <method>.envs.<env>.defaults / .paper).
+    on_env = (methods[method].get("envs") or {}).get(env) or {}
+    apply_layer(values, on_env.get("defaults") or {}, f"method preset {method} on {env}")
+    if preset == "paper":
+        apply_layer(values, on_env.get("paper") or {}, f"paper preset {method} on {env}")
     for source, layer in layers:
         apply_layer(values, layer, source)
-    return TrainConfig(**values)
+    cfg = TrainConfig(**values)
+    check_method_config(cfg)
+    return cfg

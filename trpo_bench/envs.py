@@ -30,6 +30,7 @@ class EnvSpec:
     summary: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
     paper: Mapping[str, Any] = field(default_factory=dict)
+    gym_id: str = ""  # the id gymnasium knows, when it differs (Atari: ALE/Pong-v5)
 
 
 def _load_specs() -> dict[str, EnvSpec]:
@@ -41,6 +42,7 @@ def _load_specs() -> dict[str, EnvSpec]:
             summary=entry.get("summary", ""),
             defaults=entry.get("defaults", {}) or {},
             paper=entry.get("paper", {}) or {},
+            gym_id=entry.get("gym_id", env_id),
         )
     return specs
 
@@ -54,10 +56,29 @@ def check_env_id(env_id: str) -> None:
         raise ConfigError(f"unknown env {env_id!r} (allowed: {', '.join(ENV_SPECS)})")
 
 
-def make_env(env_id: str) -> gym.Env:
-    """Build one environment with gymnasium's standard wrappers (time limit included)."""
+def env_options(cfg: Any) -> dict[str, Any]:
+    """The construction options a config sets for its env (Atari preprocessing; else none)."""
+    if ENV_SPECS[cfg.env].family != "atari":
+        return {}
+    return {
+        "frame_skip": cfg.atari_frame_skip,
+        "frame_stack": cfg.atari_frame_stack,
+        "sticky_actions": cfg.atari_sticky_actions,
+    }
+
+
+def make_env(env_id: str, options: Mapping[str, Any] | None = None) -> gym.Env:
+    """Build one environment with gymnasium's standard wrappers (time limit included).
+
+    ``options`` come from :func:`env_options` (Atari preprocessing, see ``trpo_bench.atari``).
+    """
     check_env_id(env_id)
-    return gym.make(env_id, disable_env_checker=True)
+    spec = ENV_SPECS[env_id]
+    if spec.family == "atari":
+        from trpo_bench.atari import make_atari_env
+
+        return make_atari_env(spec.gym_id, **(options or {}))
+    return gym.make(spec.gym_id, disable_env_checker=True)
 
 
 @dataclass
@@ -79,13 +100,18 @@ class EnvVector:
     resets an env as soon as its episode ends and hands back the episode's final observation.
     """
 
-    def __init__(self, env_id: str, num_envs: int) -> None:
+    def __init__(
+        self, env_id: str, num_envs: int, options: Mapping[str, Any] | None = None
+    ) -> None:
         self.env_id = env_id
-        self.envs = [make_env(env_id) for _ in range(num_envs)]
+        self.options = dict(options or {})
+        self.envs = [make_env(env_id, self.options) for _ in range(num_envs)]
         self.observation_space = self.envs[0].observation_space
         self.action_space = self.envs[0].action_space
         self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
-        self.obs = np.zeros((num_envs, *self.observation_space.shape), dtype=np.float64)
+        # Pixels stay uint8 (4x smaller than float32); vectors are kept as float64.
+        obs_dtype = np.uint8 if self.observation_space.dtype == np.uint8 else np.float64
+        self.obs = np.zeros((num_envs, *self.observation_space.shape), dtype=obs_dtype)
         if not self.discrete:
             self._low = self.action_space.low.astype(np.float64)
             self._high = self.action_space.high.astype(np.float64)
@@ -116,10 +142,25 @@ class EnvVector:
             reward[i] = r
             if term or trunc:
                 terminated[i], truncated[i] = term, trunc and not term
-                final_obs[i] = np.asarray(o, dtype=np.float64)
+                final_obs[i] = np.asarray(o, dtype=obs.dtype)
                 o, _ = env.reset()
             obs[i] = o
         return StepResult(obs, reward, terminated, truncated, final_obs)
+
+    def step_subset(self, actions: np.ndarray, indices: np.ndarray) -> StepResult:
+        """Step ``envs[indices[j]]`` with ``actions[j]``, without resetting envs whose episode
+        ends (a vine branch ends with its episode). The envs' observations land in ``self.obs``;
+        ``next_obs`` is None and the other arrays follow ``indices``."""
+        if not self.discrete:
+            actions = np.clip(actions, self._low, self._high)
+        n = len(indices)
+        reward = np.zeros(n)
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        for j, i in enumerate(indices):
+            o, reward[j], terminated[j], truncated[j], _ = self.envs[i].step(actions[j])
+            self.obs[i] = o
+        return StepResult(None, reward, terminated, truncated, {})
 
     def close(self) -> None:
         for env in self.envs:

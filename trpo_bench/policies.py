@@ -98,6 +98,15 @@ class Policy(nn.Module):
     def sample(self, params: DistParams, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
 
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+        """Standard noise for :meth:`sample_from_noise`, ``shape`` per action."""
+        raise NotImplementedError
+
+    def sample_from_noise(self, params: DistParams, noise: Tensor) -> Tensor:
+        """An action per row drawn with the given noise: the same noise gives the same action
+        (common random numbers across vine branches, sec. 5.2)."""
+        raise NotImplementedError
+
     def mode(self, params: DistParams) -> Tensor:
         """The most likely action (deterministic evaluation)."""
         raise NotImplementedError
@@ -148,6 +157,13 @@ class GaussianMLPPolicy(Policy):
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
         return mean + torch.exp(log_std) * noise
 
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+        return torch.randn((*shape, self.log_std.shape[0]), generator=generator)
+
+    def sample_from_noise(self, params: DistParams, noise: Tensor) -> Tensor:
+        mean, log_std = params
+        return mean + torch.exp(log_std) * noise
+
     def mode(self, params: DistParams) -> Tensor:
         return params[0]
 
@@ -186,8 +202,52 @@ class CategoricalMLPPolicy(Policy):
         (logp,) = params
         return torch.multinomial(torch.exp(logp), 1, generator=generator).squeeze(-1)
 
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+        return torch.rand(shape, generator=generator, dtype=torch.float64)
+
+    def sample_from_noise(self, params: DistParams, noise: Tensor) -> Tensor:
+        # Inverse CDF: the first action whose cumulative probability exceeds the uniform.
+        (logp,) = params
+        cdf = torch.cumsum(torch.exp(logp.to(torch.float64)), dim=-1)
+        action = torch.searchsorted(cdf, noise.unsqueeze(-1), right=True).squeeze(-1)
+        return action.clamp(max=logp.shape[-1] - 1)
+
     def mode(self, params: DistParams) -> Tensor:
         return params[0].argmax(-1)
+
+
+class CategoricalCNNPolicy(CategoricalMLPPolicy):
+    """The paper's Atari policy (Table 3): two convolutions of 16 channels with stride 2, a fully
+    connected layer of 20 units, a softmax over the game's actions.
+
+    Observations arrive as uint8 ``(frames, 52, 40)`` stacks and become floats in [0, 1] only
+    here, inside the forward pass. Kernels are 4 x 4 and hidden activations ReLU (the paper
+    does not give them); with 4 frames and 6 actions (Pong) that is 33,458 parameters, the
+    paper's "about 33,500".
+    """
+
+    def __init__(
+        self, obs_shape: Sequence[int], num_actions: int, channels: int = 16, hidden: int = 20
+    ) -> None:
+        Policy.__init__(self, obs_dim=0)
+        frames, height, width = obs_shape
+        conv = nn.Sequential(
+            nn.Conv2d(frames, channels, kernel_size=4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, kernel_size=4, stride=2),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = conv(torch.zeros(1, frames, height, width)).shape[1]
+        head = nn.Linear(hidden, num_actions)
+        with torch.no_grad():
+            head.weight.mul_(0.01)
+            head.bias.zero_()
+        self.logits_net = nn.Sequential(conv, nn.Linear(flat, hidden), nn.ReLU(), head)
+
+    def preprocess(self, obs: Tensor) -> Tensor:
+        return obs.float() / 255.0
 
 
 def make_policy(
@@ -199,6 +259,8 @@ def make_policy(
 ) -> Policy:
     """The policy class that fits the action space."""
     obs_dim = int(math.prod(observation_space.shape))
+    if len(observation_space.shape) == 3 and isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalCNNPolicy(observation_space.shape, int(action_space.n))
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalMLPPolicy(
             obs_dim, int(action_space.n), hidden_sizes, normalize_observations

@@ -18,6 +18,7 @@ How episode ends are treated (see :mod:`trpo_bench.estimators`):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,7 @@ from trpo_bench.estimators import (
     importance_sampled_surrogate,
     standardize,
 )
+from trpo_bench.optim import flat_grad
 from trpo_bench.policies import Policy
 from trpo_bench.steps import Objective
 from trpo_bench.value import ValueFunction
@@ -55,6 +57,12 @@ class Rollout:
     def env_steps(self) -> int:
         return int(self.valid.sum())
 
+    def flat(self, a: np.ndarray) -> np.ndarray:
+        """The valid slots of a ``[T, N, ...]`` array in time-major order (a view, no copy,
+        when every slot is valid: 100K Atari frames are not copied)."""
+        merged = a.reshape(-1, *a.shape[2:])
+        return merged if self.valid.all() else merged[self.valid.reshape(-1)]
+
 
 def iteration_seeds(seed: int, iteration: int, n: int) -> tuple[list[int], int]:
     """Env reset seeds and a torch seed for one iteration, derived from (run seed, iteration).
@@ -67,18 +75,28 @@ def iteration_seeds(seed: int, iteration: int, n: int) -> tuple[list[int], int]:
 
 
 def collect_paths(
-    envs: EnvVector, policy: Policy, steps: int, env_seeds: list[int], generator: torch.Generator
+    envs: EnvVector,
+    policy: Policy,
+    steps: int,
+    env_seeds: list[int],
+    generator: torch.Generator,
+    before_step: Callable[[int], None] | None = None,
+    clip_rewards: bool = False,
 ) -> Rollout:
     """Run ``policy`` on all envs from fresh, seeded episodes for exactly ``steps`` env steps.
 
     One policy call per vector step (all envs at once); envs that end an episode are reset at
     once and go on. The last row steps only as many envs as the budget leaves.
+    ``before_step(n)``, if given, is called before each vector step with the number of envs
+    about to step (vine snapshots the trunk's states there). ``clip_rewards`` trains on
+    sign(r); the episode returns reported are always the raw rewards' sums.
     """
     n_envs = envs.num_envs
     horizon = math.ceil(steps / n_envs)
     obs_shape = envs.observation_space.shape
     act_shape = () if envs.discrete else envs.action_space.shape
-    obs_buf = np.zeros((horizon, n_envs, *obs_shape), dtype=np.float32)
+    pixels = envs.obs.dtype == np.uint8  # Atari frames stay uint8 until the forward pass
+    obs_buf = np.zeros((horizon, n_envs, *obs_shape), dtype=np.uint8 if pixels else np.float32)
     act_buf = np.zeros(
         (horizon, n_envs, *act_shape), dtype=np.int64 if envs.discrete else np.float32
     )
@@ -96,13 +114,15 @@ def collect_paths(
     with torch.no_grad():
         for t in range(horizon):
             n = min(n_envs, steps - t * n_envs)
+            if before_step is not None:
+                before_step(n)
             obs_buf[t, :n] = obs[:n]
             action = policy.sample(
                 policy.dist_params(torch.from_numpy(obs_buf[t, :n])), generator
             ).numpy()
             act_buf[t, :n] = action
             result = envs.step(action, n)
-            rewards[t, :n] = result.reward
+            rewards[t, :n] = np.sign(result.reward) if clip_rewards else result.reward
             terminated[t, :n] = result.terminated
             truncated[t, :n] = result.truncated
             ep_return[:n] += result.reward
@@ -164,26 +184,67 @@ def estimate_advantages(
 
 
 class SinglePathObjective(Objective):
-    """Eq. 14 on single-path data: ``mean_n pi_theta(a_n|s_n) / pi_old(a_n|s_n) * A_n``."""
+    """Eq. 14 on single-path data: ``mean_n pi_theta(a_n|s_n) / pi_old(a_n|s_n) * A_n``.
 
-    def __init__(self, policy: Policy, obs: Tensor, actions: Tensor, advantages: Tensor) -> None:
+    Passes over the whole batch go ``chunk`` states at a time, so that memory stays bounded
+    for pixel batches (100K Atari frames); the results equal one full-batch pass.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        obs: Tensor,
+        actions: Tensor,
+        advantages: Tensor,
+        chunk: int = 1 << 30,
+    ) -> None:
         self.kl_obs, self.actions, self.advantages = obs, actions, advantages
+        self.chunk = chunk
         with torch.no_grad():
-            self.old_dist = tuple(t.detach() for t in policy.dist_params(obs))
+            dists = [policy.dist_params(obs[sl]) for sl in self._slices()]
+            # Cloned, not viewed: a state-independent log-std is the parameter itself, and
+            # pi_old must not move when the step changes the parameters in place.
+            self.old_dist = tuple(
+                torch.cat(parts) if parts[0].dim() > 1 else parts[0].detach().clone()
+                for parts in zip(*dists, strict=True)
+            )
             self.logp_q = policy.log_prob(self.old_dist, actions)
 
-    def surrogate(self, policy: Policy) -> Tensor:
-        return self._surrogate(policy, policy.dist_params(self.kl_obs))
+    def _slices(self) -> list[slice]:
+        n = self.kl_obs.shape[0]
+        return [slice(i, min(i + self.chunk, n)) for i in range(0, n, self.chunk)]
 
-    def _surrogate(self, policy: Policy, dist: tuple[Tensor, ...]) -> Tensor:
+    def surrogate(self, policy: Policy) -> Tensor:
+        return self._surrogate(policy, policy.dist_params(self.kl_obs), slice(None))
+
+    def _surrogate(self, policy: Policy, dist: tuple[Tensor, ...], sl: slice) -> Tensor:
         return importance_sampled_surrogate(
-            policy.log_prob(dist, self.actions), self.logp_q, self.advantages
+            policy.log_prob(dist, self.actions[sl]), self.logp_q[sl], self.advantages[sl]
         )
+
+    def surrogate_and_grad(self, policy: Policy, params: list) -> tuple[float, Tensor]:
+        slices = self._slices()
+        if len(slices) == 1:
+            return super().surrogate_and_grad(policy, params)
+        n, total, grad = self.kl_obs.shape[0], 0.0, None
+        for sl in slices:
+            # The batch mean as a sum of chunk means weighted by their share of the batch.
+            part = self._surrogate(policy, policy.dist_params(self.kl_obs[sl]), sl)
+            part = part * ((sl.stop - sl.start) / n)
+            g = flat_grad(part, params)
+            total += float(part.detach())
+            grad = g if grad is None else grad + g
+        return total, grad
 
     @torch.no_grad()
     def evaluate(self, policy: Policy) -> tuple[float, Tensor]:
-        dist = policy.dist_params(self.kl_obs)  # one forward for both
-        return float(self._surrogate(policy, dist)), policy.kl(self.old_dist, dist)
+        n, total, kls = self.kl_obs.shape[0], 0.0, []
+        for sl in self._slices():
+            dist = policy.dist_params(self.kl_obs[sl])  # one forward for both
+            total += float(self._surrogate(policy, dist, sl)) * (sl.stop - sl.start) / n
+            old = tuple(t[sl] if t.dim() > 1 else t for t in self.old_dist)
+            kls.append(policy.kl(old, dist))
+        return total, torch.cat(kls)
 
 
 @dataclass
@@ -208,10 +269,11 @@ def sample_single_path(
 ) -> SampleResult:
     """Single path (sec. 5.1): collect paths, estimate advantages, fit V, build eq. 14."""
     env_seeds, _ = iteration_seeds(cfg.seed, iteration, envs.num_envs)
-    rollout = collect_paths(envs, policy, cfg.steps_per_iter, env_seeds, generator)
+    rollout = collect_paths(
+        envs, policy, cfg.steps_per_iter, env_seeds, generator, clip_rewards=cfg.clip_rewards
+    )
     adv, targets = estimate_advantages(rollout, cfg, value_fn)
-    mask = rollout.valid.reshape(-1)
-    flat = lambda a: a.reshape(-1, *a.shape[2:])[mask]  # noqa: E731
+    flat = rollout.flat
     obs = torch.from_numpy(flat(rollout.obs))
     actions = torch.from_numpy(flat(rollout.actions))
     adv_flat = flat(adv)
@@ -224,7 +286,7 @@ def sample_single_path(
             obs, target_t, cfg.vf_epochs, cfg.vf_minibatch, generator
         )
     objective = SinglePathObjective(
-        policy, obs, actions, torch.as_tensor(adv_flat, dtype=torch.float32)
+        policy, obs, actions, torch.as_tensor(adv_flat, dtype=torch.float32), cfg.batch_chunk
     )
     return SampleResult(
         objective, rollout.env_steps, rollout.episode_returns, rollout.episode_lengths, obs, extra

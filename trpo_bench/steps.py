@@ -54,6 +54,11 @@ class Objective:
         old = tuple(t[index] if t.dim() > 1 else t for t in self.old_dist)
         return policy.kl(old, policy.dist_params(self.kl_obs[index]))
 
+    def surrogate_and_grad(self, policy: Policy, params: list) -> tuple[float, Tensor]:
+        """The surrogate at the current parameters and its gradient (a flat vector)."""
+        surrogate = self.surrogate(policy)
+        return float(surrogate.detach()), flat_grad(surrogate, params)
+
     @torch.no_grad()
     def evaluate(self, policy: Policy) -> tuple[float, Tensor]:
         """Surrogate value and per-state KL at the current parameters (no graph)."""
@@ -107,9 +112,8 @@ def natural_direction(
     ``(A + lambda I) s``, or only the stats (with a ``reject_reason``) when g is not usable.
     """
     params = policy.policy_parameters()
-    surrogate = objective.surrogate(policy)
-    stats = StepStats(surrogate_before=float(surrogate.detach()))
-    g = flat_grad(surrogate, params)
+    surrogate, g = objective.surrogate_and_grad(policy, params)
+    stats = StepStats(surrogate_before=surrogate)
     stats.grad_norm = float(g.norm())
     if not torch.isfinite(g).all() or not math.isfinite(stats.surrogate_before):
         stats.reject_reason = "non-finite surrogate or gradient"

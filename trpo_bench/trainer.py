@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from trpo_bench.config import TrainConfig
-from trpo_bench.envs import EnvVector
+from trpo_bench.envs import EnvVector, env_options
 from trpo_bench.methods import METHODS
 from trpo_bench.policies import Policy, make_policy
 from trpo_bench.sampling import iteration_seeds
@@ -40,7 +40,7 @@ class Learner:
 
 def build_learner(cfg: TrainConfig) -> Learner:
     """Envs, policy and value function, initialised from ``cfg.seed`` alone."""
-    envs = EnvVector(cfg.env, cfg.num_envs)
+    envs = EnvVector(cfg.env, cfg.num_envs, env_options(cfg))
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
         policy = make_policy(
@@ -176,18 +176,24 @@ def gradient_loop(cfg: TrainConfig, recorder: RunRecorder) -> dict[str, Any]:
 
 
 def evaluate_policy(
-    policy: Policy, env_id: str, episodes: int, seed: int, deterministic: bool = True
+    policy: Policy,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    deterministic: bool = True,
+    options: dict[str, Any] | None = None,
 ) -> list[float]:
     """Returns of ``episodes`` whole episodes (the mode action if ``deterministic``), stepped
-    together as a vector of envs seeded from ``seed``."""
-    envs = EnvVector(env_id, episodes)
+    together as a vector of envs seeded from ``seed`` (``options``: ``envs.env_options``)."""
+    envs = EnvVector(env_id, episodes, options)
     obs = envs.reset([seed + i for i in range(episodes)])
     returns = np.zeros(episodes)
     running = np.ones(episodes, dtype=bool)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         while running.any():
-            dist = policy.dist_params(torch.as_tensor(obs, dtype=torch.float32))
+            x = torch.from_numpy(obs) if obs.dtype == np.uint8 else torch.as_tensor(obs).float()
+            dist = policy.dist_params(x)
             action = policy.mode(dist) if deterministic else policy.sample(dist, generator)
             result = envs.step(action.numpy())
             returns += np.where(running, result.reward, 0.0)
@@ -201,6 +207,7 @@ def policy_artifact(cfg: TrainConfig, policy: Policy) -> dict[str, Any]:
     """The final policy: weights plus what it takes to rebuild it (``load_policy``)."""
     return {
         "env": cfg.env,
+        "env_options": env_options(cfg),
         "hidden_sizes": cfg.hidden_sizes,
         "log_std_init": cfg.log_std_init,
         "normalize_observations": cfg.normalize_observations,
@@ -213,7 +220,7 @@ def load_policy(path: Path) -> Policy:
     from trpo_bench.envs import make_env
 
     data = torch.load(path, weights_only=False)
-    env = make_env(data["env"])
+    env = make_env(data["env"], data.get("env_options"))
     policy = make_policy(
         env.observation_space,
         env.action_space,

@@ -1,0 +1,100 @@
+"""Atari from pixels (issue 7): preprocessing, the paper's network, runs that log."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from trpo_bench.atari import make_atari_env
+from trpo_bench.config import build_config
+from trpo_bench.envs import EnvVector, env_options
+from trpo_bench.policies import CategoricalCNNPolicy, make_policy
+from trpo_bench.trainer import train
+
+
+def test_preprocessed_observations_are_stacked_uint8_frames():
+    env = make_atari_env("ALE/Pong-v5", frame_skip=4, frame_stack=4)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4, 52, 40) and obs.dtype == np.uint8
+    assert env.observation_space.shape == (4, 52, 40)
+    first = obs.copy()
+    for _ in range(3):
+        obs, *_ = env.step(0)
+    # The stack shifts: the newest frame is last, the oldest drops out.
+    assert np.array_equal(obs[0], first[3])
+    # Pooling is a 4 x 4 block mean of the grayscale screen's top 208 rows.
+    screen = env.unwrapped.ale.getScreenGrayscale()
+    expected = screen[:208].reshape(52, 4, 40, 4).mean(axis=(1, 3), dtype=np.float32)
+    np.testing.assert_array_equal(obs[-1], expected.astype(np.uint8))
+    env.close()
+
+
+def test_policy_has_the_papers_size_and_takes_uint8():
+    envs = EnvVector("Pong-v5", 2, {"frame_skip": 4, "frame_stack": 4, "sticky_actions": 0.0})
+    policy = make_policy(envs.observation_space, envs.action_space, hidden_sizes=[])
+    assert isinstance(policy, CategoricalCNNPolicy)
+    n_params = sum(p.numel() for p in policy.parameters())
+    assert abs(n_params - 33_500) / 33_500 < 0.02, n_params  # Table 3: "about 33,500"
+    obs = torch.from_numpy(envs.reset([0, 1]))
+    assert obs.dtype == torch.uint8
+    (logp,) = policy.dist_params(obs)
+    assert logp.shape == (2, 6)
+    torch.testing.assert_close(logp.exp().sum(-1), torch.ones(2))
+    envs.close()
+
+
+def test_config_choices_reach_the_env_and_summary(tmp_path):
+    cfg = build_config(
+        "Breakout-v5",
+        "trpo-single-path",
+        layers=[
+            (
+                "t",
+                {
+                    "atari_sticky_actions": 0.25,
+                    "atari_frame_stack": 2,
+                    "iterations": 1,
+                    "steps_per_iter": 64,
+                    "num_envs": 2,
+                    "mlflow": False,
+                },
+            )
+        ],
+    )
+    assert env_options(cfg) == {"frame_skip": 4, "frame_stack": 2, "sticky_actions": 0.25}
+    train(cfg, tmp_path / "run", log=lambda _m: None)
+    config = json.loads((tmp_path / "run" / "summary.json").read_text())["config"]
+    assert config["atari_sticky_actions"] == 0.25 and config["atari_frame_stack"] == 2
+    assert config["atari_frame_skip"] == 4 and config["clip_rewards"] is False
+
+
+@pytest.mark.slow
+def test_pong_single_path_runs_and_logs(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path / "mlflow.db"
+    cfg = build_config(
+        "Pong-v5",
+        "trpo-single-path",
+        layers=[
+            (
+                "t",
+                {
+                    "iterations": 2,
+                    "steps_per_iter": 2400,
+                    "num_envs": 4,
+                    "mlflow_uri": f"sqlite:///{db}",
+                },
+            )
+        ],
+    )
+    summary = train(cfg, tmp_path / "run", log=lambda _m: None)
+    progress = pd.read_csv(tmp_path / "run" / "progress.csv")
+    assert list(progress["env_steps"]) == [2400, 4800]
+    assert progress["kl_mean"].between(0, cfg.delta * 1.0001).all()
+    assert summary["status"] == "completed"
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    (run,) = client.search_runs([client.get_experiment_by_name("trpo-bench").experiment_id])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "kl_mean")] == [0, 1]
