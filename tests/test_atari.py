@@ -98,3 +98,66 @@ def test_pong_single_path_runs_and_logs(tmp_path):
     client = MlflowClient(tracking_uri=f"sqlite:///{db}")
     (run,) = client.search_runs([client.get_experiment_by_name("trpo-bench").experiment_id])
     assert [m.step for m in client.get_metric_history(run.info.run_id, "kl_mean")] == [0, 1]
+
+
+def _replay(env, actions):
+    return [env.step(int(a)) for a in actions]
+
+
+@pytest.mark.parametrize("gym_id", ["ALE/Pong-v5", "ALE/Breakout-v5"])
+def test_restore_is_bit_exact_with_sticky_actions(gym_id):
+    from trpo_bench.restore import restore, snapshot
+
+    source = make_atari_env(gym_id, sticky_actions=0.25)
+    target = make_atari_env(gym_id, sticky_actions=0.25)  # another env, as vine's pool is
+    source.reset(seed=3)
+    target.reset(seed=99)
+    rng = np.random.default_rng(0)
+    for a in rng.integers(source.action_space.n, size=60):
+        source.step(int(a))
+    snap = snapshot(source)
+    actions = rng.integers(source.action_space.n, size=400)
+    expected = _replay(source, actions)
+    restore(target, snap)
+    got = _replay(target, actions)
+    for (o1, r1, te1, tr1, _), (o2, r2, te2, tr2, _) in zip(expected, got, strict=True):
+        assert np.array_equal(o1, o2) and r1 == r2 and te1 == te2 and tr1 == tr2
+    assert len({o.tobytes() for o, *_ in expected}) > 50  # the frames really change
+
+    # Without the RNG (ALE's default clone) the sticky-action draws differ: not exact.
+    restore(target, snap)
+    target.unwrapped.ale.restoreState(source.unwrapped.ale.cloneState())  # RNG left running
+    diverged = _replay(target, actions)
+    assert any(not np.array_equal(a[0], b[0]) for a, b in zip(expected, diverged, strict=True))
+
+
+@pytest.mark.slow
+def test_pong_vine_runs_and_logs(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path / "mlflow.db"
+    cfg = build_config(
+        "Pong-v5",
+        "trpo-vine",
+        layers=[
+            (
+                "t",
+                {
+                    "iterations": 2,
+                    "steps_per_iter": 3000,
+                    "vine_branch_length": 20,
+                    "mlflow_uri": f"sqlite:///{db}",
+                },
+            )
+        ],
+    )
+    summary = train(cfg, tmp_path / "run", log=lambda _m: None)
+    progress = pd.read_csv(tmp_path / "run" / "progress.csv")
+    assert len(progress) == 2 and summary["status"] == "completed"
+    assert (progress["env_steps"].diff().fillna(progress["env_steps"]) <= 3000).all()
+    assert progress["env_steps"].iloc[-1] > 2 * 3000 * 0.9
+    assert progress["kl_mean"].between(0, cfg.delta * 1.0001).all()
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    (run,) = client.search_runs([client.get_experiment_by_name("trpo-bench").experiment_id])
+    assert run.data.tags["method"] == "trpo-vine"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "env_steps")] == [0, 1]

@@ -23,7 +23,9 @@ env's ``np_random`` generator state, so that an env drawing random numbers in ``
 the same ones after a restore: the K branches of a vine state then share the environment's
 randomness (common random numbers).
 
-Atari (issue 7) adds its family to :data:`_FAMILIES`.
+* **Atari** (ale-py): ``ale.cloneState(include_rng=True)`` / ``restoreState`` (the emulator with
+  its sticky-action RNG: bit-exact, and a state's branches repeat the same sticky-action noise),
+  plus the frame stack of ``trpo_bench.atari.AtariPixels``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, RecordEpisodeStatistics, TimeLimit
+
+from trpo_bench.atari import AtariPixels
 
 _MJ_STATE = mujoco.mjtState.mjSTATE_INTEGRATION
 
@@ -80,6 +84,20 @@ def _cartpole_set(env: gym.Env, sim: tuple[Any, Any]) -> None:
     env.steps_beyond_terminated = sim[1]
 
 
+def _is_atari(env: gym.Env) -> bool:
+    return type(env).__name__ == "AtariEnv" and hasattr(env, "ale")
+
+
+def _atari_get(env: gym.Env) -> Any:
+    # include_rng: the sticky-action RNG is restored too, so a state's branches repeat the
+    # same sticky-action noise (common random numbers); the default clone leaves it out.
+    return env.ale.cloneState(include_rng=True)
+
+
+def _atari_set(env: gym.Env, state: Any) -> None:
+    env.ale.restoreState(state)
+
+
 _FAMILIES: list[_Family] = [
     _Family(
         "custom",
@@ -89,6 +107,7 @@ _FAMILIES: list[_Family] = [
     ),
     _Family("mujoco", lambda env: isinstance(env, MujocoEnv), _mujoco_get, _mujoco_set),
     _Family("classic", lambda env: isinstance(env, CartPoleEnv), _cartpole_get, _cartpole_set),
+    _Family("atari", _is_atari, _atari_get, _atari_set),
 ]
 
 # Wrapper attributes that change what later steps return; wrappers listed with () keep none.
@@ -97,6 +116,7 @@ _WRAPPER_STATE: dict[type, tuple[str, ...]] = {
     OrderEnforcing: ("_has_reset",),
     RecordEpisodeStatistics: ("episode_returns", "episode_lengths", "episode_start_time"),
     PassiveEnvChecker: (),
+    AtariPixels: ("frames",),  # the frame stack (copied: numpy arrays are copied by copy.copy)
 }
 
 

@@ -131,6 +131,7 @@ def run_branches(
     branch_length: int,
     gamma: float,
     budget: int | None = None,
+    clip_rewards: bool = False,
 ) -> BranchResults:
     """Run the branches of the states in ``specs``, in order, on the envs of ``pool``.
 
@@ -199,7 +200,8 @@ def run_branches(
                 noise = slot_noise[torch.from_numpy(later), torch.from_numpy(slot_t[later] - 1)]
                 actions[~first] = policy.sample_from_noise(policy.dist_params(obs), noise).numpy()
             result = pool.step_subset(actions, active)
-            slot_q[active] += slot_disc[active] * result.reward
+            reward = np.sign(result.reward) if clip_rewards else result.reward  # Atari option
+            slot_q[active] += slot_disc[active] * reward
             slot_disc[active] *= gamma
             slot_t[active] += 1
             ended = result.terminated | result.truncated | (slot_t[active] >= h)
@@ -308,6 +310,7 @@ def sample_vine(
         env_seeds,
         generator,
         before_step=lambda n: snaps.extend(snapshot(env) for env in envs.envs[:n]),
+        clip_rewards=cfg.clip_rewards,
     )
     mask = rollout.valid.reshape(-1)
     trunk_obs = torch.from_numpy(rollout.obs.reshape(-1, *rollout.obs.shape[2:])[mask])
@@ -337,7 +340,16 @@ def sample_vine(
 
     # 4. Branches, on a pool of envs reused across iterations.
     pool = branch_pool(envs, k * max(1, min(cfg.vine_batch_branches // k, plan.states)))
-    branches = run_branches(pool, policy, specs(), k, h, cfg.gamma, budget=plan.branch_budget)
+    branches = run_branches(
+        pool,
+        policy,
+        specs(),
+        k,
+        h,
+        cfg.gamma,
+        budget=plan.branch_budget,
+        clip_rewards=cfg.clip_rewards,
+    )
 
     # 5. The surrogate over the rollout set.
     q_hat = branches.q_hat
