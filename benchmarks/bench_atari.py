@@ -11,36 +11,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import gymnasium as gym
-import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb
+from common import peak_rss_mb, raw_gymnasium_rate, timed_train
 
 from trpo_bench.atari import register
 from trpo_bench.config import build_config
 from trpo_bench.envs import ENV_SPECS
-from trpo_bench.trainer import train
 
 
 def raw_ale_rate(gym_id: str, steps: int) -> float:
+    """The same emulator settings as training: grayscale, frame skip 4, no sticky actions."""
     register()
-    env = gym.make(gym_id, obs_type="grayscale", frameskip=4, repeat_action_probability=0.0)
-    env.reset(seed=0)
-    env.action_space.seed(0)
-    start = time.perf_counter()
-    for _ in range(steps):
-        _, _, term, trunc, _ = env.step(env.action_space.sample())
-        if term or trunc:
-            env.reset()
-    rate = steps / (time.perf_counter() - start)
-    env.close()
-    return rate
+    return raw_gymnasium_rate(
+        gym_id, steps, obs_type="grayscale", frameskip=4, repeat_action_probability=0.0
+    )
 
 
 def main() -> None:
@@ -52,26 +40,10 @@ def main() -> None:
     torch.set_num_threads(1)
     gym_id = ENV_SPECS[args.env].gym_id
     raw_before = raw_ale_rate(gym_id, args.steps // 4)
-    cfg = build_config(
-        args.env,
-        "trpo-single-path",
-        layers=[
-            (
-                "bench",
-                {
-                    "steps_per_iter": args.steps,
-                    "iterations": args.iters,
-                    "mlflow": False,
-                    "checkpoint_every": 0,
-                },
-            )
-        ],
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        summary = train(cfg, Path(tmp) / "run", log=lambda _m: None)
-        elapsed = time.perf_counter() - start
-        progress = pd.read_csv(Path(tmp) / "run" / "progress.csv")
+    over = {"steps_per_iter": args.steps, "iterations": args.iters}
+    elapsed, progress, run = timed_train(args.env, "trpo-single-path", over)
+    cfg = build_config(args.env, "trpo-single-path", layers=[("bench", over)])
+    summary = {"env_steps": run["env_steps"]}
     sample_s, update_s = progress["sample_time_s"].sum(), progress["update_time_s"].sum()
     raw_after = raw_ale_rate(gym_id, args.steps // 4)
     raw = (raw_before + raw_after) / 2

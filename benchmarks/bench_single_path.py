@@ -13,20 +13,19 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import raw_gymnasium_rate
+from common import raw_gymnasium_rate, timed_train
 
 from trpo_bench.config import build_config
 from trpo_bench.optim import flat_grad
 from trpo_bench.sampling import sample_single_path
 from trpo_bench.steps import trpo_step
-from trpo_bench.trainer import build_learner, iteration_generator, train
+from trpo_bench.trainer import build_learner, iteration_generator
 
 
 def main() -> None:
@@ -38,25 +37,10 @@ def main() -> None:
     torch.set_num_threads(1)
 
     raw_before = raw_gymnasium_rate(args.env, args.steps // 2)
-    cfg = build_config(
-        args.env,
-        "trpo-single-path",
-        layers=[
-            (
-                "bench",
-                {
-                    "steps_per_iter": args.steps,
-                    "iterations": args.iters,
-                    "mlflow": False,
-                    "checkpoint_every": 0,
-                },
-            )
-        ],
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        summary = train(cfg, Path(tmp) / "run", log=lambda _m: None)
-        train_time = time.perf_counter() - start
+    over = {"steps_per_iter": args.steps, "iterations": args.iters}
+    train_time, _, run = timed_train(args.env, "trpo-single-path", over)
+    cfg = build_config(args.env, "trpo-single-path", layers=[("bench", over)])
+    summary = {"env_steps": run["env_steps"]}
     raw_after = raw_gymnasium_rate(args.env, args.steps // 2)
     raw = (raw_before + raw_after) / 2
     train_rate = summary["env_steps"] / train_time

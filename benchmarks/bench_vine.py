@@ -16,31 +16,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb
-
-from trpo_bench.config import build_config
-from trpo_bench.trainer import train
-
-
-def timed_train(env: str, method: str, over: dict) -> tuple[float, pd.DataFrame, dict]:
-    """Wall seconds, progress.csv and the config (+ env_steps and cpu_s) of one training run."""
-    cfg = build_config(
-        env, method, layers=[("bench", {"mlflow": False, "checkpoint_every": 0, **over})]
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        start, cpu_start = time.perf_counter(), time.process_time()
-        summary = train(cfg, Path(tmp) / "run", log=lambda _m: None)
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-        progress = pd.read_csv(Path(tmp) / "run" / "progress.csv")
-    return elapsed, progress, cfg.to_dict() | {"env_steps": summary["env_steps"], "cpu_s": cpu}
+from common import peak_rss_mb, timed_train
 
 
 def steady_rate(progress: pd.DataFrame) -> float:

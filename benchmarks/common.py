@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import resource
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
+import pandas as pd
+
+from trpo_bench.config import build_config
+from trpo_bench.trainer import train
 
 
 def raw_gymnasium_rate(
-    env_id: str, steps: int, seed: int = 0, clock: Callable[[], float] = time.perf_counter
+    env_id: str,
+    steps: int,
+    seed: int = 0,
+    clock: Callable[[], float] = time.perf_counter,
+    **make_kwargs: Any,
 ) -> float:
-    """Env steps per second of ``gym.make(env_id)`` with random actions, one process.
+    """Env steps per second of ``gym.make(env_id, **make_kwargs)`` with random actions, one
+    process.
 
     ``clock=time.process_time`` measures this process's CPU time: steadier than wall time
     on a machine that other jobs share."""
-    env = gym.make(env_id)
+    env = gym.make(env_id, **make_kwargs)
     env.reset(seed=seed)
     env.action_space.seed(seed)
     start = clock()
@@ -31,3 +43,17 @@ def raw_gymnasium_rate(
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed_train(env: str, method: str, over: dict) -> tuple[float, pd.DataFrame, dict]:
+    """Wall seconds, progress.csv and the config (+ env_steps and cpu_s) of one training run
+    (MLflow and checkpoints off)."""
+    cfg = build_config(
+        env, method, layers=[("bench", {"mlflow": False, "checkpoint_every": 0, **over})]
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        start, cpu_start = time.perf_counter(), time.process_time()
+        summary = train(cfg, Path(tmp) / "run", log=lambda _m: None)
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        progress = pd.read_csv(Path(tmp) / "run" / "progress.csv")
+    return elapsed, progress, cfg.to_dict() | {"env_steps": summary["env_steps"], "cpu_s": cpu}
