@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -353,7 +352,7 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(value, str):
             return value
         raise bad("a string")
-    if origin in (list, types.GenericAlias) or origin is list:
+    if origin is list:
         if not isinstance(value, list | tuple):
             raise bad("a list of integers, e.g. [64, 64]")
         items = []
