@@ -290,3 +290,31 @@ def test_bad_config_leaves_an_existing_run_untouched(tmp_path):
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert main(["train", "--env", "CartPole-v1", "--out", str(out), "--set", "delta=-1"]) == 2
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_foreign_checkpoint_is_a_clear_error(tmp_path, capsys):
+    from trpo_bench.cli import main
+
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--env",
+        "CartPole-v1",
+        "--out",
+        str(out),
+        "--iterations",
+        "2",
+        "--steps-per-iter",
+        "200",
+        "--set",
+        "mlflow=false",
+        "--set",
+        "checkpoint_every=1",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main([*args, "--set", "delta=0.02"]) == 2
+    err = capsys.readouterr().err
+    assert "another config (differing: delta)" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

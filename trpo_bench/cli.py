@@ -151,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
     try:
         summary = train(cfg, out, log=log)
+    except ConfigError as e:  # found only once the run folder is read (a foreign checkpoint)
+        print(f"trpo-bench: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Interrupted as e:
         print(
             f"trpo-bench: {e}; the run resumes from its checkpoint when started again",

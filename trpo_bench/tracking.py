@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from trpo_bench.config import TrainConfig
+from trpo_bench.config import ConfigError, TrainConfig
 
 try:
     import fcntl
@@ -538,8 +538,12 @@ def load_checkpoint(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
     if not path.exists():
         return None
     state = torch.load(path, weights_only=False)
-    if state["config"] != cfg.to_dict():
-        raise RuntimeError(
-            f"{path} belongs to a run with a different config; remove it or use another --out"
+    ours = cfg.to_dict()
+    if state["config"] != ours:
+        keys = sorted(k for k in ours if state["config"].get(k) != ours[k])
+        raise ConfigError(
+            f"{path} holds a checkpoint of a run with another config (differing: "
+            f"{', '.join(keys)}); to resume, use that config; to start over, delete it or "
+            "choose another --out"
         )
     return state
