@@ -1,0 +1,232 @@
+"""The aggregation's pure functions: bootstrap CIs, run status, tables, learning curves."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trpo_bench import analysis, plots
+
+
+def test_bootstrap_ci_of_two_values_has_known_quantiles():
+    # Resampling [0, 10] twice gives means 0, 5, 10 with probabilities 1/4, 1/2, 1/4: the
+    # 2.5% and 97.5% quantiles are the extremes; a 40% interval is [5, 5].
+    assert analysis.bootstrap_ci([0.0, 10.0], 0.95, 4000, seed=1) == (0.0, 10.0)
+    assert analysis.bootstrap_ci([0.0, 10.0], 0.40, 4000, seed=1) == (5.0, 5.0)
+
+
+def test_bootstrap_ci_matches_a_direct_resampling_loop():
+    x = np.array([3.0, 7.0, 1.0, 12.0, 5.0])
+    low, high = analysis.bootstrap_ci(x, 0.9, 20_000, seed=0)
+    rng = np.random.default_rng(123)
+    means = [rng.choice(x, size=len(x)).mean() for _ in range(20_000)]
+    ref_low, ref_high = np.quantile(means, [0.05, 0.95])
+    assert low == pytest.approx(ref_low, abs=0.25) and high == pytest.approx(ref_high, abs=0.25)
+    assert low < x.mean() < high
+
+
+def test_bootstrap_ci_is_reproducible_and_seed_dependent():
+    x = np.random.default_rng(0).normal(size=7)
+    a = analysis.bootstrap_ci(x, 0.95, 500, seed=3)
+    assert a == analysis.bootstrap_ci(x, 0.95, 500, seed=3)
+    assert a != analysis.bootstrap_ci(x, 0.95, 500, seed=4)
+
+
+def test_bootstrap_ci_needs_two_values_and_skips_nans_per_column():
+    assert all(math.isnan(v) for v in analysis.bootstrap_ci([4.0], 0.95, 100))
+    assert all(math.isnan(v) for v in analysis.bootstrap_ci([], 0.95, 100))
+    # columns: constant -> zero width; one finite value -> NaN; NaN ignored in the third
+    x = np.array([[2.0, 1.0, 5.0], [2.0, np.nan, np.nan], [2.0, np.nan, 5.0]])
+    low, high = analysis.bootstrap_ci(x, 0.95, 300, seed=0)
+    assert (low[0], high[0]) == (2.0, 2.0)
+    assert math.isnan(low[1]) and math.isnan(high[1])
+    assert (low[2], high[2]) == (5.0, 5.0)
+
+
+def _summary(status="completed", final=10.0, average=5.0):
+    return {
+        "status": status,
+        "final_return": final,
+        "average_return": average,
+        "best_return": final,
+        "env_steps": 1000,
+        "wall_time_s": 2.0,
+    }
+
+
+def test_run_figures_status():
+    assert analysis.run_figures(None)["status"] == "missing"
+    assert analysis.run_figures(_summary())["status"] == "completed"
+    assert analysis.run_figures(_summary(status="failed"))["status"] == "failed"
+    # summary.json writes NaN as null: completed, but no episode ever ended
+    assert analysis.run_figures(_summary(final=None))["status"] == "no-return"
+
+
+def _runs(rows):
+    out = []
+    for env, method, variant, seed, status, final, average in rows:
+        sweep = {"step_size": float(variant.split("=")[1])} if "@" in variant else {}
+        out.append(
+            {
+                "env": env,
+                "method": method,
+                "variant": variant,
+                "seed": seed,
+                "sweep": json.dumps(sweep, sort_keys=True),
+                "status": status,
+                "final_return": final,
+                "average_return": average,
+                "best_return": final,
+                "env_steps": 1000.0,
+                "wall_time_s": 2.0,
+            }
+        )
+    return pd.DataFrame(out)
+
+
+RUNS = _runs(
+    [
+        ("E", "a", "a", 0, "completed", 10.0, 4.0),
+        ("E", "a", "a", 1, "completed", 20.0, 6.0),
+        ("E", "a", "a", 2, "failed", math.nan, math.nan),
+        ("E", "a", "a", 3, "missing", math.nan, math.nan),
+        ("E", "ng", "ng@step_size=0.1", 0, "completed", 1.0, 1.0),
+        ("E", "ng", "ng@step_size=0.1", 1, "completed", 3.0, 1.0),
+        ("E", "ng", "ng@step_size=0.3", 0, "completed", 30.0, 1.0),
+        ("E", "ng", "ng@step_size=0.3", 1, "completed", 50.0, 1.0),
+    ]
+)
+
+
+def test_summarize_counts_and_names_runs_that_did_not_complete():
+    s = analysis.summarize(RUNS, 0.95, 1000, 0).set_index("variant")
+    a = s.loc["a"]
+    assert (a["seeds_planned"], a["seeds_done"]) == (4, 2)
+    assert a["final_return_mean"] == 15.0 and a["average_return_mean"] == 5.0
+    assert a["notes"] == "seed 2 failed; seed 3 missing"
+    assert a["final_return_ci_low"] == 10.0 and a["final_return_ci_high"] == 20.0
+    assert s.loc["ng@step_size=0.3", "final_return_mean"] == 40.0
+    assert list(analysis.problems(RUNS)["status"]) == ["failed", "missing"]
+
+
+def test_select_best_keeps_the_best_sweep_value_and_says_so():
+    best = analysis.select_best(analysis.summarize(RUNS, 0.95, 100, 0)).set_index("method")
+    assert best.loc["ng", "variant"] == "ng@step_size=0.3"
+    assert best.loc["ng", "choice"] == (
+        "best of step_size in {0.1, 0.3} by final return: step_size=0.3"
+    )
+    assert best.loc["a", "choice"] == ""
+    by_avg = analysis.select_best(analysis.summarize(RUNS, 0.95, 100, 0), by="average_return")
+    assert set(by_avg["variant"]) == {"a", "ng@step_size=0.1"}  # tie 1.0 vs 1.0: first wins
+
+
+REFERENCE = {
+    "sources": {"paper": "the paper", "lib": "a library"},
+    "entries": [
+        {"env": "E", "method": "a", "source": "paper", "metric": "final_return", "value": 12.5},
+        {
+            "env": "E",
+            "method": "a",
+            "source": "lib",
+            "metric": "average_return",
+            "value": 3,
+            "spread": 1,
+            "task": "E-v3",
+        },
+        {"env": "E", "method": "human", "source": "paper", "metric": "final_return", "value": 99},
+        {"env": "Other", "method": "a", "source": "paper", "metric": "final_return", "value": 1},
+    ],
+}
+
+
+def test_comparison_puts_published_numbers_beside_ours():
+    best = analysis.select_best(analysis.summarize(RUNS, 0.95, 100, 0))
+    table = analysis.comparison(best, REFERENCE, ["E"]).set_index("method")
+    assert table.loc["a", "published"] == (
+        "12.5 (final; paper); 3 ± 1 (avg over iterations; lib; E-v3)"
+    )
+    assert table.loc["ng", "published"] == ""
+    # a published-only method of a grid env is a row without figures of ours
+    assert table.loc["human", "seeds_planned"] == 0
+    assert math.isnan(table.loc["human", "final_return_mean"])
+    assert "Other" not in set(table["env"])
+
+
+def test_markdown_lists_every_run_that_is_left_out():
+    best = analysis.select_best(analysis.summarize(RUNS, 0.95, 100, 0))
+    table = analysis.comparison(best, REFERENCE, ["E"])
+    text = analysis.to_markdown(table, RUNS, REFERENCE, 0.95, "T")
+    assert "**2 of 8 planned runs did not complete" in text
+    assert "- E / a / seed 2: failed" in text and "- E / a / seed 3: missing" in text
+    assert "| E | a | 2/4 | 15.0 [10.0, 20.0] |" in text
+    assert "step_size=0.3" in text
+    assert "- `paper`: the paper" in text and "- `lib`: a library" in text
+
+
+def test_learning_curves_average_completed_seeds_up_to_the_shortest_run():
+    progress = pd.DataFrame(
+        {
+            "env": "E",
+            "method": "a",
+            "variant": "a",
+            "seed": [0, 0, 0, 1, 1, 2, 2, 2],
+            "iteration": [0, 1, 2, 0, 1, 0, 1, 2],
+            "env_steps": [100, 200, 300, 100, 200, 100, 200, 300],
+            "return_mean": [1.0, 2.0, 3.0, 3.0, np.nan, 100.0, 100.0, 100.0],
+        }
+    )
+    runs = RUNS[RUNS["variant"] == "a"].copy()  # seeds 0, 1 completed; 2 failed
+    curves = analysis.learning_curves(progress, runs, 0.95, 500, 0)
+    assert list(curves["iteration"]) == [0, 1]  # seed 1 has two iterations
+    assert list(curves["return_mean"]) == [2.0, 2.0]  # seed 2 (failed) is not averaged
+    assert list(curves["seeds"]) == [2, 1]
+    assert list(curves["env_steps"]) == [100.0, 200.0]
+    assert (curves["return_ci_low"].iloc[0], curves["return_ci_high"].iloc[0]) == (1.0, 3.0)
+
+
+def test_load_runs_reads_run_folders(tmp_path):
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "summary.json").write_text(json.dumps(_summary(final=7.0)))
+    pd.DataFrame({"iteration": [0, 1], "env_steps": [10, 20], "return_mean": [1.0, 7.0]}).to_csv(
+        done / "progress.csv", index=False
+    )
+    planned = [
+        {"env": "E", "method": "a", "variant": "a", "seed": 0, "folder": str(done)},
+        {"env": "E", "method": "a", "variant": "a", "seed": 1, "folder": str(tmp_path / "gone")},
+    ]
+    runs, progress = analysis.load_runs(planned)
+    assert list(runs["status"]) == ["completed", "missing"]
+    assert runs["final_return"].iloc[0] == 7.0
+    assert list(progress["return_mean"]) == [1.0, 7.0] and set(progress["seed"]) == {0}
+
+
+def test_plots_draw_one_line_per_method_with_its_best_variant(tmp_path):
+    best = analysis.select_best(analysis.summarize(RUNS, 0.95, 100, 0))
+    table = analysis.comparison(best, REFERENCE, ["E"])
+    rows = []
+    for variant, level in [("a", 1.0), ("ng@step_size=0.1", 2.0), ("ng@step_size=0.3", 3.0)]:
+        for it in range(3):
+            rows.append(
+                {
+                    "env": "E",
+                    "method": variant.split("@")[0],
+                    "variant": variant,
+                    "iteration": it,
+                    "env_steps": 100 * (it + 1),
+                    "return_mean": level,
+                    "return_ci_low": level - 1,
+                    "return_ci_high": level + 1,
+                    "seeds": 2,
+                }
+            )
+    curves = pd.DataFrame(rows)
+    fig = plots.env_figure(curves, table, "E")
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == ["a", "ng (step_size=0.3)"]
+    assert list(ax.get_lines()[1].get_ydata()) == [3.0, 3.0, 3.0]  # the best variant's curve
+    assert len(ax.collections) == 2  # one CI band per line
+    paths = plots.save(plots.grid_figure(curves, table, ["E"]), tmp_path / "grid")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size for p in paths)

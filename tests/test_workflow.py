@@ -1,0 +1,397 @@
+"""The Snakemake workflow: the grid, the planned DAG, bad configs, and the smoke grid end to end
+(through a single-node SLURM cluster where one can be started here, else locally)."""
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from snakemake.utils import update_config
+
+from trpo_bench.config import ConfigError, parse_overrides
+from trpo_bench.grid import (
+    expand_grid,
+    grid_problems,
+    resources_for,
+    tracking_uri,
+    train_argv,
+    variant_name,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SLURM_SCRIPT = ROOT / "workflow" / "scripts" / "slurm_single_node.sh"
+LIGHT_RULES = ["mlflow_store", "aggregate", "plots", "mlflow_summary", "all"]
+
+
+def grid_config(*names: str) -> dict:
+    """config/config.yaml with config/<name>.yaml read on top, as Snakemake merges them."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for name in names:
+        update_config(cfg, yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text()))
+    return cfg
+
+
+def planned_train_jobs(cfg: dict) -> set[tuple[str, str, int]]:
+    """(env, variant, seed) of every train job the config asks for, worked out here from the
+    config's own words: env x method x sweep values x seed, minus the excluded pairs."""
+    jobs = set()
+    for env, method in itertools.product(cfg["envs"], cfg["methods"]):
+        if any(
+            e.get("env", env) == env and e.get("method", method) == method
+            for e in cfg.get("exclude", [])
+        ):
+            continue
+        axes = [(s["key"], s["values"]) for s in cfg.get("sweeps", []) if s["method"] == method]
+        for values in itertools.product(*(v for _, v in axes)):
+            suffix = ",".join(f"{k}={v:g}" for (k, _), v in zip(axes, values, strict=True))
+            variant = f"{method}@{suffix}" if suffix else method
+            jobs.update((env, variant, seed) for seed in cfg["seeds"])
+    return jobs
+
+
+def snakemake(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None):
+    env = {k: v for k, v in (env or os.environ).items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(cwd),
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+# --- the grid (pure functions) ----------------------------------------------------------------
+
+
+GRID = {
+    "envs": ["CartPole-v1", "Hopper-v5"],
+    "methods": ["trpo-single-path", "natural-gradient"],
+    "seeds": [0, 3],
+    "preset": "quick",
+    "experiment": "x",
+    "exclude": [{"env": "Hopper-v5", "method": "trpo-single-path"}],
+    "overrides": [
+        {"set": {"iterations": 2}},
+        {"env": "Hopper-v5", "set": {"iterations": 4, "hidden_sizes": [8, 8]}},
+        {"method": "natural-gradient", "set": {"delta": 0.02}},
+    ],
+    "sweeps": [{"method": "natural-gradient", "key": "step_size", "values": [0.1, 0.3]}],
+    "resources": {
+        "classic": {"threads": 1, "mem_mb": 500, "runtime": 5},
+        "mujoco": {"threads": 2, "mem_mb": 900, "runtime": 30},
+        "Hopper-v5": {"threads": 3, "mem_mb": 4000, "runtime": 90},
+    },
+}
+
+
+def test_expand_grid_applies_exclusions_overrides_and_sweeps():
+    runs = expand_grid(GRID)
+    assert [(r.env, r.variant, r.seed) for r in runs] == [
+        ("CartPole-v1", "trpo-single-path", 0),
+        ("CartPole-v1", "trpo-single-path", 3),
+        ("CartPole-v1", "natural-gradient@step_size=0.1", 0),
+        ("CartPole-v1", "natural-gradient@step_size=0.1", 3),
+        ("CartPole-v1", "natural-gradient@step_size=0.3", 0),
+        ("CartPole-v1", "natural-gradient@step_size=0.3", 3),
+        ("Hopper-v5", "natural-gradient@step_size=0.1", 0),
+        ("Hopper-v5", "natural-gradient@step_size=0.1", 3),
+        ("Hopper-v5", "natural-gradient@step_size=0.3", 0),
+        ("Hopper-v5", "natural-gradient@step_size=0.3", 3),
+    ]
+    hopper = dict(runs[-1].settings)
+    assert hopper == {"iterations": 4, "hidden_sizes": [8, 8], "delta": 0.02, "step_size": 0.3}
+    assert dict(runs[0].settings) == {"iterations": 2}
+    assert runs[-1].folder == "runs/Hopper-v5/natural-gradient@step_size=0.3/seed3"
+    assert planned_train_jobs(GRID) == {(r.env, r.variant, r.seed) for r in runs}
+    assert variant_name("m", [("a", 1e-3), ("b", True)]) == "m@a=0.001,b=true"
+
+
+def test_train_argv_round_trips_through_the_cli_parser():
+    run = expand_grid(GRID)[-1]
+    argv = train_argv(run, GRID, "out/dir", "sqlite:////tmp/m.db", threads=3)
+    assert argv[:10] == [
+        "train",
+        "--env",
+        "Hopper-v5",
+        "--method",
+        "natural-gradient",
+        "--seed",
+        "3",
+        "--out",
+        "out/dir",
+        "--preset",
+    ]
+    sets = parse_overrides(a for i, a in enumerate(argv) if i and argv[i - 1] == "--set")
+    assert sets == {
+        "iterations": 4,
+        "hidden_sizes": [8, 8],
+        "delta": 0.02,
+        "step_size": 0.3,
+        "experiment": "x",
+        "mlflow_uri": "sqlite:////tmp/m.db",
+        "torch_threads": 3,
+    }
+
+
+def test_resources_per_env_family_and_env(monkeypatch, tmp_path):
+    assert resources_for(GRID, "CartPole-v1") == {"threads": 1, "mem_mb": 500, "runtime": 5}
+    assert resources_for(GRID, "Swimmer-v5") == {"threads": 2, "mem_mb": 900, "runtime": 30}
+    assert resources_for(GRID, "Hopper-v5") == {"threads": 3, "mem_mb": 4000, "runtime": 90}
+    assert tracking_uri({"mlflow_uri": "http://h:5000"}, tmp_path) == "http://h:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
+    assert tracking_uri({"mlflow_uri": ""}, tmp_path) == "http://env:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert tracking_uri({}, tmp_path / "r") == f"sqlite:///{tmp_path}/r/mlflow.db"
+
+
+def test_grid_problems_name_the_bad_value_and_the_allowed_ones():
+    families = {"CartPole-v1": "classic", "Hopper-v5": "mujoco"}
+    methods = ["trpo-single-path", "natural-gradient"]
+    assert grid_problems(GRID, families, methods) == []
+    bad = {
+        **GRID,
+        "envs": ["CartPole-v1", "Hoper-v5"],
+        "methods": ["trpo-single-path", "cem"],
+        "overrides": [{"method": "natural-gradient", "set": {"itertions": 3, "seed": 1}}],
+        "sweeps": [{"method": "natural-gradient", "key": "stepsize", "values": [1]}],
+        "resources": {"classic": GRID["resources"]["classic"]},
+    }
+    problems = grid_problems(bad, families, methods)
+    assert problems[0] == (
+        "unknown env 'Hoper-v5' in envs; did you mean 'Hopper-v5'? "
+        "(allowed: CartPole-v1, Hopper-v5)"
+    )
+    assert problems[1] == (
+        "unknown method 'cem' in methods (allowed: trpo-single-path, natural-gradient)"
+    )
+    assert problems[2].startswith(
+        "unknown config key 'itertions' in overrides[0]; did you mean 'iterations'?"
+    )
+    assert problems[3] == "overrides[0] sets 'seed', which the workflow sets itself"
+    assert problems[4].startswith(
+        "unknown config key 'stepsize' in sweeps[0]; did you mean 'step_size'?"
+    )
+    assert len(problems) == 5  # Hopper-v5 is not in envs here, so its missing resources are fine
+    everything_excluded = {**GRID, "exclude": [{"env": "CartPole-v1"}, {"env": "Hopper-v5"}]}
+    assert grid_problems(everything_excluded, families, methods) == [
+        "the grid is empty: every (env, method) pair is excluded"
+    ]
+
+
+def test_every_method_and_env_of_the_registries_can_join_a_grid_by_config():
+    from trpo_bench.envs import ENV_SPECS
+    from trpo_bench.grid import check_runs
+    from trpo_bench.methods import METHODS
+
+    cfg = {
+        **GRID,
+        "envs": ["CartPole-v1"],
+        "methods": list(METHODS),
+        "sweeps": [],
+        "resources": {
+            f: GRID["resources"]["mujoco"] for f in {e.family for e in ENV_SPECS.values()}
+        },
+    }
+    assert grid_problems(cfg) == []
+    check_runs(cfg, expand_grid(cfg))  # every method resolves a valid training config
+    with pytest.raises(ConfigError, match=r"run CartPole-v1/trpo-single-path: .*'delta'"):
+        bad = {**cfg, "overrides": [{"set": {"delta": -1}}]}
+        check_runs(bad, expand_grid(bad))
+
+
+# --- the planned DAG and bad configs ------------------------------------------------------------
+
+
+def test_paper_grid_plans_one_train_job_per_env_method_sweep_value_and_seed(tmp_path):
+    result = snakemake("-n", "--configfile", "config/paper.yaml", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = result.stdout + result.stderr
+    planned = {
+        (env, variant, int(seed))
+        for env, variant, seed in re.findall(
+            r"wildcards: env=([^,\s]+), variant=([^,\s]+(?:,[a-z_]+=[^,\s]+)*), seed=(\d+)", out
+        )
+    }
+    expected = planned_train_jobs(grid_config("paper"))
+    assert planned == expected
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M))
+    assert int(stats["train"]) == len(expected)
+    assert {rule: int(stats[rule]) for rule in LIGHT_RULES} == dict.fromkeys(LIGHT_RULES, 1)
+    assert int(stats["total"]) == len(expected) + len(LIGHT_RULES)
+    assert not (tmp_path / "results").exists()  # a dry run writes nothing
+
+
+@pytest.mark.parametrize(
+    ("overlay", "message"),
+    [
+        ({"envs": ["CartPole-v1", "Foo-v9"]}, "config error: unknown env 'Foo-v9' in envs"),
+        ({"seeds": [0, -1]}, "config error: key 'seeds[1]': -1 is less than the minimum of 0"),
+        ({"seed": [0]}, "config error: unknown key 'seed' (did you mean 'seeds'?)"),
+        (
+            {"overrides": [{"set": {"itertions": 3}}]},
+            "config error: unknown config key 'itertions' in overrides[0]; "
+            "did you mean 'iterations'?",
+        ),
+    ],
+    ids=["unknown-env", "negative-seed", "misspelt-key", "misspelt-train-key"],
+)
+def test_bad_config_fails_with_one_clear_message_and_runs_nothing(tmp_path, overlay, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(overlay))
+    result = snakemake(
+        "--cores",
+        "1",
+        "--configfile",
+        "config/smoke.yaml",
+        str(bad),
+        cwd=tmp_path / "work",
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "work" / "results").exists()
+
+
+# --- the smoke grid end to end --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """A single-node SLURM cluster started by the project's script, stopped afterwards; None
+    (with the reason) where it cannot be set up here."""
+    state = tmp_path_factory.mktemp("slurm")
+    env = {**os.environ, "SLURM_STATE_DIR": str(state)}
+    try:
+        start = subprocess.run(
+            ["bash", str(SLURM_SCRIPT), "start"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        yield None, f"the SLURM script did not finish: {e}"
+        return
+    if start.returncode != 0:
+        yield None, (start.stderr.strip() or start.stdout.strip())
+        return
+    started = [int(p.read_text()) for p in state.glob("*.started.pid")]
+    try:
+        yield {"SLURM_CONF": str(state / "slurm.conf")}, ""
+    finally:
+        subprocess.run(
+            ["bash", str(SLURM_SCRIPT), "stop"], env=env, capture_output=True, timeout=60
+        )
+        # the daemons this fixture started are gone
+        assert started and not [pid for pid in started if Path(f"/proc/{pid}").exists()]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, slurm_cluster):
+    """config/smoke.yaml run once: through the SLURM profile where a cluster could be started
+    here, else locally (default profile, 2 cores)."""
+    work = tmp_path_factory.mktemp("smoke")
+    slurm_env, why_not = slurm_cluster
+    if slurm_env is not None:
+        args = [
+            "--workflow-profile",
+            str(ROOT / "workflow/profiles/slurm"),
+            # no accounting database here: sacct cannot answer, squeue can (MinJobAge 400 s)
+            "--slurm-status-command",
+            "squeue",
+            "--slurm-no-account",
+            "--slurm-init-seconds-before-status-checks",
+            "1",
+            "--latency-wait",
+            "5",
+        ]
+        env = {**os.environ, **slurm_env}
+    else:
+        args, env = ["--cores", "2"], None
+    result = snakemake(*args, "--configfile", "config/smoke.yaml", cwd=work, env=env)
+    (work / "snakemake.out").write_text(result.stdout + result.stderr)
+    return {"dir": work, "result": result, "slurm": slurm_env is not None, "why_not": why_not}
+
+
+def test_smoke_grid_end_to_end(smoke):
+    result = smoke["result"]
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    cfg = grid_config("smoke")
+    res = smoke["dir"] / cfg["results"]
+    jobs = planned_train_jobs(cfg)
+    runs = pd.read_csv(res / "tables/runs.csv")
+    assert {(r.env, r.variant, r.seed) for r in runs.itertuples()} == jobs
+    assert set(runs["status"]) == {"completed"}
+    comparison = pd.read_csv(res / "tables/comparison.csv")
+    ours = comparison[comparison["seeds_planned"] > 0]
+    for env in cfg["envs"]:
+        assert list(ours.loc[ours["env"] == env, "method"]) == cfg["methods"]
+    assert ours["final_return_mean"].notna().all()
+    ng = ours[ours["method"] == "natural-gradient"]
+    assert ng["choice"].str.startswith("best of step_size in {0.3, 1} by final return").all()
+    markdown = (res / "tables/comparison.md").read_text()
+    assert all(f"| {m} |" in markdown for m in cfg["methods"])
+    curves = pd.read_csv(res / "tables/curves.csv")
+    assert set(curves["variant"]) == {v for _, v, _ in jobs}
+    for name in [*cfg["envs"], "figure4"]:
+        for fmt in ("png", "pdf"):
+            assert (res / f"plots/{name}.{fmt}").stat().st_size > 1000
+    # MLflow: one finished run per training job, plus the summary run with the tables and plots
+    from mlflow.tracking import MlflowClient
+
+    summary = json.loads((res / "mlflow_summary.json").read_text())
+    client = MlflowClient(tracking_uri=summary["tracking_uri"])
+    experiment = client.get_experiment_by_name(cfg["experiment"])
+    all_runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    training = [r for r in all_runs if r.data.tags.get("kind") != "summary"]
+    assert len(training) == len(jobs) and len(all_runs) == len(jobs) + 1
+    assert {r.info.status for r in all_runs} == {"FINISHED"}
+    names = {
+        (r.data.tags["env"], r.data.tags["method"], int(r.data.tags["seed"])) for r in training
+    }
+    assert names == {(e, v.split("@")[0], s) for e, v, s in jobs}
+    step_sizes = {
+        r.data.params["step_size"] for r in training if r.data.tags["method"] == "natural-gradient"
+    }
+    assert step_sizes == {"0.3", "1.0"}
+    artifacts = {a.path for a in client.list_artifacts(summary["run_id"], "tables")}
+    artifacts |= {a.path for a in client.list_artifacts(summary["run_id"], "plots")}
+    assert {"tables/comparison.md", "tables/comparison.csv", "plots/figure4.png"} <= artifacts
+    run = client.get_run(summary["run_id"])
+    assert run.data.metrics["training_runs_finished_in_store"] == len(jobs)
+    # the report builds from the finished run
+    report = smoke["dir"] / "report.html"
+    built = snakemake(
+        "--configfile", "config/smoke.yaml", "--report", str(report), cwd=smoke["dir"], timeout=300
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert report.stat().st_size > 100_000
+
+
+def test_smoke_grid_through_slurm(smoke):
+    if not smoke["slurm"]:
+        pytest.skip(f"no single-node SLURM here: {smoke['why_not']}")
+    result = smoke["result"]
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    out = result.stdout + result.stderr
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", out)
+    # every job but the local mlflow_store and the target rule went to SLURM
+    expected = len(planned_train_jobs(grid_config("smoke"))) + len(LIGHT_RULES) - 2
+    assert len(set(submitted)) == expected

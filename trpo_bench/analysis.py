@@ -1,0 +1,435 @@
+"""Comparison tables and learning curves from run folders (the workflow's aggregation step).
+
+Everything here is a pure function of DataFrames, except :func:`load_runs`, which reads the run
+folders (``summary.json``, ``progress.csv``) named by the planned grid. The figures:
+
+* **final return**: the run's last measured average episode return (``summary.json``);
+* **average return**: the mean of the per-iteration average return over all iterations
+  (rllab's metric, Duan et al. 2016), which rewards learning fast as well as well;
+* the mean of each over seeds, with a percentile bootstrap confidence interval over seeds
+  drawn from an explicitly seeded generator (same inputs -> same interval).
+
+A planned run that is missing, failed, or never finished an episode is never averaged away: it
+is counted in ``seeds_planned`` but not ``seeds_done``, named in ``notes``, and listed by
+:func:`problems`. Sweeps (e.g. the natural gradient's step size, sec. 8.1) are reduced to the
+best value per env, as the paper did, and the table says which value won and what was tried.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trpo_bench.grid import format_value
+
+RUN_KEYS = ["env", "method", "variant"]
+STATUS_DONE = "completed"
+
+
+# --- reading run folders (the only I/O here) --------------------------------------------------
+
+
+def load_runs(planned: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read each planned run's folder: one row per run, and the stacked progress rows.
+
+    ``planned`` holds records with env, method, variant, seed, sweep and folder
+    (``trpo_bench.grid.expected_runs_records``). A run without ``summary.json`` is ``missing``.
+    """
+    rows, curves = [], []
+    for rec in planned:
+        folder = Path(rec["folder"])
+        summary_path, progress_path = folder / "summary.json", folder / "progress.csv"
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+        rows.append({**_run_key(rec), **run_figures(summary)})
+        if summary is not None and progress_path.exists():
+            progress = pd.read_csv(progress_path)
+            cols = [c for c in ("iteration", "env_steps", "return_mean") if c in progress]
+            curves.append(progress[cols].assign(**_run_key(rec)))
+    runs = pd.DataFrame(rows)
+    progress = (
+        pd.concat(curves, ignore_index=True)
+        if curves
+        else pd.DataFrame(columns=[*RUN_KEYS, "seed", "iteration", "env_steps", "return_mean"])
+    )
+    return runs, progress
+
+
+def _run_key(rec: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "env": rec["env"],
+        "method": rec["method"],
+        "variant": rec["variant"],
+        "seed": int(rec["seed"]),
+        "sweep": json.dumps(rec.get("sweep") or {}, sort_keys=True),
+    }
+
+
+def run_figures(summary: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One run's status and figures from its summary.json (``None``: the run is missing)."""
+    nan = math.nan
+    if summary is None:
+        return {
+            "status": "missing",
+            "final_return": nan,
+            "average_return": nan,
+            "best_return": nan,
+            "env_steps": nan,
+            "wall_time_s": nan,
+        }
+
+    def num(key: str) -> float:
+        value = summary.get(key)
+        return float(value) if value is not None else nan
+
+    status = str(summary.get("status", "unknown"))
+    figures = {
+        "final_return": num("final_return"),
+        "average_return": num("average_return"),
+        "best_return": num("best_return"),
+        "env_steps": num("env_steps"),
+        "wall_time_s": num("wall_time_s"),
+    }
+    if status == STATUS_DONE and not math.isfinite(figures["final_return"]):
+        status = "no-return"  # completed, but no episode ever ended: nothing to average
+    return {"status": status, **figures}
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+
+def bootstrap_ci(
+    values: np.ndarray | Sequence[float],
+    confidence: float = 0.95,
+    samples: int = 10_000,
+    seed: int = 0,
+) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """Percentile bootstrap interval of the mean over the first axis (seeds).
+
+    ``values`` is (seeds,) or (seeds, points); NaNs are left out of each resample's mean.
+    Each resample draws ``seeds`` indices with replacement from ``np.random.default_rng(seed)``,
+    so the interval is reproducible. With fewer than two finite values the interval is NaN:
+    one seed says nothing about the spread.
+    """
+    x = np.asarray(values, dtype=float)
+    scalar = x.ndim == 1
+    x = x[:, None] if scalar else x
+    n = x.shape[0]
+    valid = np.isfinite(x)
+    low = np.full(x.shape[1], np.nan)
+    high = np.full(x.shape[1], np.nan)
+    enough = valid.sum(axis=0) >= 2
+    if n and enough.any():
+        rng = np.random.default_rng(seed)
+        # Counts of each seed in each resample: (samples, n); the resampled means of every
+        # column at once are then two matrix products.
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=samples).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = (counts @ np.where(valid, x, 0.0)) / (counts @ valid)
+        alpha = (1.0 - confidence) / 2.0
+        lo, hi = np.nanquantile(means[:, enough], [alpha, 1.0 - alpha], axis=0)
+        low[enough], high[enough] = lo, hi
+    if scalar:
+        return float(low[0]), float(high[0])
+    return low, high
+
+
+def summarize(
+    runs: pd.DataFrame, confidence: float = 0.95, samples: int = 10_000, seed: int = 0
+) -> pd.DataFrame:
+    """Per env x method x variant: seeds planned and done, final and average return (mean over
+    completed seeds and bootstrap CI), env steps and wall time (mean per run), and notes naming
+    every seed that is missing, failed or without a return."""
+    out = []
+    for (env, method, variant), g in runs.groupby(RUN_KEYS, sort=False):
+        done = g[g["status"] == STATUS_DONE]
+        row: dict[str, Any] = {
+            "env": env,
+            "method": method,
+            "variant": variant,
+            "sweep": g["sweep"].iloc[0],
+            "seeds_planned": len(g),
+            "seeds_done": len(done),
+        }
+        for metric in ("final_return", "average_return"):
+            vals = done[metric].to_numpy(float)
+            row[f"{metric}_mean"] = float(vals.mean()) if len(vals) else math.nan
+            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = bootstrap_ci(
+                vals, confidence, samples, seed
+            )
+        row["env_steps"] = float(done["env_steps"].mean()) if len(done) else math.nan
+        row["wall_time_s"] = float(done["wall_time_s"].mean()) if len(done) else math.nan
+        row["notes"] = "; ".join(
+            f"seed {s} {st}"
+            for s, st in zip(g["seed"], g["status"], strict=True)
+            if st != STATUS_DONE
+        )
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def problems(runs: pd.DataFrame) -> pd.DataFrame:
+    """The planned runs that did not complete with a return (missing, failed, no-return)."""
+    return runs.loc[runs["status"] != STATUS_DONE, [*RUN_KEYS, "seed", "status"]].reset_index(
+        drop=True
+    )
+
+
+def select_best(summary: pd.DataFrame, by: str = "final_return") -> pd.DataFrame:
+    """One row per env x method: the variant with the highest mean ``by`` over its completed
+    seeds (the paper kept the best step size of the natural gradient's sweep). ``choice``
+    says which value won among which, e.g. ``best of step_size in {0.01, 0.03, 0.1} by final
+    return: step_size=0.1``; it is empty for methods without a sweep."""
+    out = []
+    for (_env, _method), g in summary.groupby(["env", "method"], sort=False):
+        ranked = g.sort_values(f"{by}_mean", ascending=False, na_position="last", kind="stable")
+        best = ranked.iloc[0].to_dict()
+        best["choice"] = ""
+        if len(g) > 1:
+            sweeps = [json.loads(s) for s in g["sweep"]]
+            tried = {k: sorted({s[k] for s in sweeps}, key=_sort_key) for k in sweeps[0]}
+            tried_text = ", ".join(
+                f"{k} in {{{', '.join(map(format_value, v))}}}" for k, v in tried.items()
+            )
+            won = ", ".join(f"{k}={format_value(v)}" for k, v in json.loads(best["sweep"]).items())
+            if math.isnan(best[f"{by}_mean"]):
+                won = "none (no variant completed)"
+            best["choice"] = f"best of {tried_text} by {by.replace('_', ' ')}: {won}"
+        out.append(best)
+    return pd.DataFrame(out)
+
+
+def _sort_key(v: Any) -> tuple[int, Any]:
+    return (0, v) if isinstance(v, int | float) and not isinstance(v, bool) else (1, str(v))
+
+
+def published_text(entry: Mapping[str, Any]) -> str:
+    """One published number as shown in the table: value +- spread (metric; source; task)."""
+    value = f"{entry['value']:g}"
+    if entry.get("spread") is not None:
+        value += f" ± {entry['spread']:g}"
+    metric = "avg over iterations" if entry["metric"] == "average_return" else "final"
+    where = [metric, entry["source"]]
+    if entry.get("task"):
+        where.append(str(entry["task"]))
+    return f"{value} ({'; '.join(where)})"
+
+
+def comparison(
+    best: pd.DataFrame, reference: Mapping[str, Any], envs: Sequence[str]
+) -> pd.DataFrame:
+    """Our best variant per env x method with the published numbers beside it.
+
+    ``reference`` is config/reference.yaml's data (``sources`` and ``entries``). Published
+    entries of a method that is not in our grid, on an env that is, come as extra rows with
+    empty figures of ours (``seeds_planned`` 0).
+    """
+    entries = [e for e in reference.get("entries", []) if e["env"] in envs]
+    table = best.copy()
+    table["published"] = [
+        "; ".join(published_text(e) for e in entries if (e["env"], e["method"]) == (env, method))
+        for env, method in zip(table["env"], table["method"], strict=True)
+    ]
+    ours = set(zip(table["env"], table["method"], strict=True))
+    extra: dict[tuple[str, str], list[str]] = {}
+    for e in entries:
+        if (e["env"], e["method"]) not in ours:
+            extra.setdefault((e["env"], e["method"]), []).append(published_text(e))
+    extra_rows = pd.DataFrame(
+        [
+            {
+                "env": env,
+                "method": method,
+                "variant": "",
+                "seeds_planned": 0,
+                "seeds_done": 0,
+                "published": "; ".join(texts),
+                "notes": "published only",
+            }
+            for (env, method), texts in extra.items()
+        ]
+    )
+    table = pd.concat([table, extra_rows], ignore_index=True) if len(extra_rows) else table
+    order = {env: i for i, env in enumerate(envs)}
+    table = table.sort_values("env", key=lambda s: s.map(order), kind="stable")
+    columns = [
+        "env",
+        "method",
+        "variant",
+        "choice",
+        "seeds_planned",
+        "seeds_done",
+        "final_return_mean",
+        "final_return_ci_low",
+        "final_return_ci_high",
+        "average_return_mean",
+        "average_return_ci_low",
+        "average_return_ci_high",
+        "env_steps",
+        "wall_time_s",
+        "published",
+        "notes",
+    ]
+    return table.reindex(columns=columns).reset_index(drop=True)
+
+
+def learning_curves(
+    progress: pd.DataFrame,
+    runs: pd.DataFrame,
+    confidence: float = 0.95,
+    samples: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per env x method x variant x iteration: mean return over the completed seeds with a
+    bootstrap CI, and the mean env steps (the x axis). Iterations are aligned by index and kept
+    up to the shortest completed run; ``seeds`` counts the seeds with a return there."""
+    done = runs.loc[runs["status"] == STATUS_DONE, [*RUN_KEYS, "seed"]]
+    progress = progress.merge(done, on=[*RUN_KEYS, "seed"])
+    out = []
+    for (env, method, variant), g in progress.groupby(RUN_KEYS, sort=False):
+        returns = g.pivot(index="seed", columns="iteration", values="return_mean")
+        steps = g.pivot(index="seed", columns="iteration", values="env_steps")
+        keep = returns.columns[: int(g.groupby("seed")["iteration"].count().min())]
+        x = returns[keep].to_numpy(float)
+        low, high = bootstrap_ci(x, confidence, samples, seed)
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(x, axis=0) if x.size else np.array([])
+        out.append(
+            pd.DataFrame(
+                {
+                    "env": env,
+                    "method": method,
+                    "variant": variant,
+                    "iteration": keep.to_numpy(int),
+                    "env_steps": steps[keep].mean(axis=0).to_numpy(float),
+                    "return_mean": mean,
+                    "return_ci_low": low,
+                    "return_ci_high": high,
+                    "seeds": np.isfinite(x).sum(axis=0),
+                }
+            )
+        )
+    if not out:
+        return pd.DataFrame(
+            columns=[
+                *RUN_KEYS,
+                "iteration",
+                "env_steps",
+                "return_mean",
+                "return_ci_low",
+                "return_ci_high",
+                "seeds",
+            ]
+        )
+    return pd.concat(out, ignore_index=True)
+
+
+# --- Markdown -------------------------------------------------------------------------------------
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of ``df`` (values already formatted as text)."""
+
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = [
+        "| " + " | ".join(cell(c) for c in df.columns) + " |",
+        "|" + "---|" * len(df.columns),
+    ]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _num(v: Any, digits: int = 1) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:,.{digits}f}"
+
+
+def _with_ci(mean: Any, low: Any, high: Any) -> str:
+    text = _num(mean)
+    if text and not math.isnan(low):
+        text += f" [{_num(low)}, {_num(high)}]"
+    return text
+
+
+def to_markdown(
+    table: pd.DataFrame,
+    runs: pd.DataFrame,
+    reference: Mapping[str, Any],
+    confidence: float = 0.95,
+    title: str = "trpo-bench comparison",
+) -> str:
+    """The comparison table as a Markdown document: what each column means, the sweeps'
+    choices, every run that is missing or failed, and the published numbers' sources."""
+    pct = f"{confidence:.0%}"
+    shown = pd.DataFrame(
+        {
+            "env": table["env"],
+            "method": table["method"],
+            "seeds": [
+                f"{int(d)}/{int(p)}" if p else ""
+                for d, p in zip(table["seeds_done"], table["seeds_planned"], strict=True)
+            ],
+            f"final return [{pct} CI]": [
+                _with_ci(m, lo, hi)
+                for m, lo, hi in zip(
+                    table["final_return_mean"],
+                    table["final_return_ci_low"],
+                    table["final_return_ci_high"],
+                    strict=True,
+                )
+            ],
+            f"average return [{pct} CI]": [
+                _with_ci(m, lo, hi)
+                for m, lo, hi in zip(
+                    table["average_return_mean"],
+                    table["average_return_ci_low"],
+                    table["average_return_ci_high"],
+                    strict=True,
+                )
+            ],
+            "env steps": [_num(v, 0) for v in table["env_steps"]],
+            "wall time (s)": [_num(v, 0) for v in table["wall_time_s"]],
+            "published": table["published"].fillna(""),
+            "notes": [
+                "; ".join(t for t in (c, n) if isinstance(t, str) and t)
+                for c, n in zip(table["choice"], table["notes"], strict=True)
+            ],
+        }
+    )
+    bad = problems(runs)
+    lines = [f"# {title}", ""]
+    if len(bad):
+        lines += [
+            f"**{len(bad)} of {len(runs)} planned runs did not complete with a return; the means "
+            "below leave them out (see `seeds` and `notes`):**",
+            "",
+            *[
+                f"- {r.env} / {r.variant} / seed {r.seed}: {r.status}"
+                for r in bad.itertuples(index=False)
+            ],
+            "",
+        ]
+    lines += [
+        f"Mean over completed seeds with a {pct} percentile bootstrap interval over seeds. "
+        "Final return: the last iteration's average episode return. Average return: the mean "
+        "over all iterations (rllab's metric). Env steps and wall time: per run. A swept "
+        "method shows its best value per env (as the paper kept the best natural-gradient "
+        "step size); `notes` names it and the values tried.",
+        "",
+        markdown_table(shown),
+        "",
+    ]
+    sources = reference.get("sources", {})
+    rows = set(zip(table["env"], table["method"], strict=True))
+    used = {e["source"] for e in reference.get("entries", []) if (e["env"], e["method"]) in rows}
+    if used:
+        lines += ["Published numbers:", ""]
+        lines += [f"- `{s}`: {sources[s]}" for s in sources if s in used]
+        lines.append("")
+    return "\n".join(lines)

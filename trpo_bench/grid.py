@@ -1,0 +1,309 @@
+"""The experiment grid of the Snakemake workflow: env x method x seed, overrides and sweeps.
+
+A grid file (``config/*.yaml``, structure checked by ``workflow/schemas/config.schema.yaml``)
+names envs, methods and seeds. Every (env, method) pair not excluded runs once per seed and per
+*variant*: a method's variants are the cartesian product of its sweeps (e.g. the natural
+gradient's fixed step size in factors of 3, sec. 8.1), or the method alone when it has none.
+A run's ``trpo-bench train`` settings are, in order: the budget preset (``quick`` or ``paper``),
+the ``overrides`` entries that match its env and method, then its variant's swept values.
+
+Names are checked against the registries (``trpo_bench.envs.ENV_SPECS``,
+``trpo_bench.methods.METHODS``, ``TrainConfig``'s fields), never against a fixed list, so a
+new env or method joins a grid by config alone. Every problem is raised as one
+:class:`~trpo_bench.config.ConfigError` before any job starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trpo_bench.config import FIELDS, ConfigError, build_config
+
+# Keys the workflow sets itself for every run; a grid may not override them.
+WORKFLOW_KEYS = ("env", "method", "seed", "experiment", "mlflow_uri", "torch_threads")
+RESOURCE_KEYS = ("threads", "mem_mb", "runtime")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training job of the grid."""
+
+    env: str
+    method: str
+    variant: str  # the method, or the method and its swept values: natural-gradient@step_size=0.1
+    seed: int
+    sweep: tuple[tuple[str, Any], ...]  # this variant's swept (key, value) pairs
+    settings: tuple[tuple[str, Any], ...]  # every --set of this run: overrides, then the sweep
+
+    @property
+    def env_slug(self) -> str:
+        return env_slug(self.env)
+
+    @property
+    def folder(self) -> str:
+        """The run folder, relative to the results root."""
+        return f"runs/{self.env_slug}/{self.variant}/seed{self.seed}"
+
+
+def env_slug(env: str) -> str:
+    """An env id as one path component (``ALE/Pong-v5`` -> ``ALE-Pong-v5``)."""
+    return env.replace("/", "-")
+
+
+def format_value(value: Any) -> str:
+    """A swept value as it appears in a variant name: 0.03 -> ``0.03``, True -> ``true``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def variant_name(method: str, sweep: Iterable[tuple[str, Any]]) -> str:
+    parts = [f"{k}={format_value(v)}" for k, v in sweep]
+    return f"{method}@{','.join(parts)}" if parts else method
+
+
+def method_variants(cfg: Mapping[str, Any], method: str) -> list[tuple[tuple[str, Any], ...]]:
+    """The swept (key, value) tuples of ``method``: the product of its ``sweeps`` entries."""
+    axes = [(s["key"], list(s["values"])) for s in cfg.get("sweeps", []) if s["method"] == method]
+    if not axes:
+        return [()]
+    keys = [k for k, _ in axes]
+    return [
+        tuple(zip(keys, combo, strict=True)) for combo in itertools.product(*(v for _, v in axes))
+    ]
+
+
+def _matches(entry: Mapping[str, Any], env: str, method: str) -> bool:
+    return entry.get("env", env) == env and entry.get("method", method) == method
+
+
+def is_excluded(cfg: Mapping[str, Any], env: str, method: str) -> bool:
+    return any(_matches(e, env, method) for e in cfg.get("exclude", []))
+
+
+def run_settings(cfg: Mapping[str, Any], env: str, method: str) -> dict[str, Any]:
+    """The ``overrides`` entries matching (env, method), merged in file order."""
+    settings: dict[str, Any] = {}
+    for entry in cfg.get("overrides", []):
+        if _matches(entry, env, method):
+            settings.update(entry.get("set", {}) or {})
+    return settings
+
+
+def expand_grid(cfg: Mapping[str, Any]) -> list[Run]:
+    """Every training job of the grid, in the order env, method, variant, seed."""
+    runs = []
+    for env in cfg["envs"]:
+        for method in cfg["methods"]:
+            if is_excluded(cfg, env, method):
+                continue
+            base = run_settings(cfg, env, method)
+            for sweep in method_variants(cfg, method):
+                settings = {**base, **dict(sweep)}
+                variant = variant_name(method, sweep)
+                for seed in cfg["seeds"]:
+                    runs.append(
+                        Run(env, method, variant, int(seed), sweep, tuple(settings.items()))
+                    )
+    return runs
+
+
+def _unknown(what: str, name: Any, allowed: Sequence[str], where: str) -> str:
+    close = difflib.get_close_matches(str(name), allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {what} {name!r} in {where}{hint} (allowed: {', '.join(allowed)})"
+
+
+def _key_problems(keys: Iterable[str], where: str) -> list[str]:
+    problems = []
+    allowed = [k for k in FIELDS if k not in WORKFLOW_KEYS]
+    for key in keys:
+        if key in WORKFLOW_KEYS:
+            problems.append(f"{where} sets {key!r}, which the workflow sets itself")
+        elif key not in FIELDS:
+            problems.append(_unknown("config key", key, allowed, where))
+    return problems
+
+
+def grid_problems(
+    cfg: Mapping[str, Any],
+    env_families: Mapping[str, str] | None = None,
+    methods: Sequence[str] | None = None,
+) -> list[str]:
+    """Every problem of a schema-valid grid, checked against the registries (empty: fine).
+
+    ``env_families`` (env id -> family) and ``methods`` default to the registries.
+    """
+    if env_families is None:
+        from trpo_bench.envs import ENV_SPECS
+
+        env_families = {e.id: e.family for e in ENV_SPECS.values()}
+    if methods is None:
+        from trpo_bench.methods import METHODS
+
+        methods = list(METHODS)
+    envs, families = list(env_families), sorted(set(env_families.values()))
+    problems = [_unknown("env", e, envs, "envs") for e in cfg["envs"] if e not in env_families]
+    problems += [
+        _unknown("method", m, methods, "methods") for m in cfg["methods"] if m not in methods
+    ]
+    for section in ("overrides", "exclude", "sweeps"):
+        for i, entry in enumerate(cfg.get(section, [])):
+            where = f"{section}[{i}]"
+            if "env" in entry and entry["env"] not in env_families:
+                problems.append(_unknown("env", entry["env"], envs, where))
+            if "method" in entry and entry["method"] not in methods:
+                problems.append(_unknown("method", entry["method"], methods, where))
+            if section == "overrides":
+                problems += _key_problems(entry.get("set", {}) or {}, where)
+            if section == "sweeps":
+                problems += _key_problems([entry["key"]], where)
+    for key in cfg.get("resources", {}):
+        if key not in env_families and key not in families:
+            problems.append(_unknown("env or env family", key, [*families, *envs], "resources"))
+    for env in cfg["envs"]:
+        if env in env_families and not _resource_entry(cfg, env, env_families[env]):
+            problems.append(
+                f"resources: no entry for env {env!r} or its family {env_families[env]!r}"
+            )
+    if not problems and not expand_grid(cfg):
+        problems.append("the grid is empty: every (env, method) pair is excluded")
+    return problems
+
+
+def _resource_entry(cfg: Mapping[str, Any], env: str, family: str) -> Mapping[str, Any] | None:
+    res = cfg.get("resources", {})
+    return res.get(env) or res.get(family)
+
+
+def check_runs(cfg: Mapping[str, Any], runs: Sequence[Run]) -> None:
+    """Resolve each run's full training config once per (env, variant), as ``trpo-bench train``
+    will: a bad value (type, range) raises a ConfigError naming the run."""
+    seen = set()
+    for run in runs:
+        if (run.env, run.variant) in seen:
+            continue
+        seen.add((run.env, run.variant))
+        try:
+            build_config(
+                run.env,
+                run.method,
+                layers=[("the grid's overrides and sweeps", dict(run.settings))],
+                preset=cfg["preset"],
+            )
+        except ConfigError as e:
+            raise ConfigError(f"run {run.env}/{run.variant}: {e}") from None
+
+
+def checked_runs(cfg: Mapping[str, Any]) -> list[Run]:
+    """The grid's runs after every registry and value check (raises one ConfigError)."""
+    problems = grid_problems(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    runs = expand_grid(cfg)
+    check_runs(cfg, runs)
+    return runs
+
+
+def resources_for(cfg: Mapping[str, Any], env: str) -> dict[str, int]:
+    """threads, mem_mb and runtime (minutes) of a training job on ``env``: the ``resources``
+    entry of the env id, else of its family (``trpo_bench.envs.ENV_SPECS``)."""
+    from trpo_bench.envs import ENV_SPECS
+
+    entry = _resource_entry(cfg, env, ENV_SPECS[env].family)
+    if entry is None:
+        raise ConfigError(f"resources: no entry for env {env!r} or its family")
+    return {k: int(entry[k]) for k in RESOURCE_KEYS}
+
+
+def train_argv(
+    run: Run, cfg: Mapping[str, Any], out: str | Path, mlflow_uri: str, threads: int
+) -> list[str]:
+    """The ``trpo-bench train`` arguments of one run (after the program name)."""
+    argv = ["train", "--env", run.env, "--method", run.method, "--seed", str(run.seed)]
+    argv += ["--out", str(out), "--preset", cfg["preset"]]
+    sets = {
+        **dict(run.settings),
+        "experiment": cfg["experiment"],
+        "mlflow_uri": mlflow_uri,
+        "torch_threads": threads,
+    }
+    for key, value in sets.items():
+        argv += ["--set", f"{key}={_yaml_scalar(value)}"]
+    return argv
+
+
+def _yaml_scalar(value: Any) -> str:
+    """``value`` as YAML that ``trpo_bench.config.parse_overrides`` reads back unchanged."""
+    import yaml
+
+    return (
+        yaml.safe_dump(value, default_flow_style=True, width=10_000)
+        .strip()
+        .removesuffix("\n...")
+        .strip()
+    )
+
+
+def tracking_uri(cfg: Mapping[str, Any], results: str | Path) -> str:
+    """The MLflow store every job of the grid logs to: ``mlflow_uri`` from the grid, else
+    $MLFLOW_TRACKING_URI, else sqlite ``mlflow.db`` in the results root (an absolute path, so
+    that jobs running elsewhere, on a cluster node, find the same store).
+
+    Not ``tracking.default_tracking_uri``: that one puts the store beside a run folder, and
+    importing ``trpo_bench.tracking`` loads torch, which every cluster job re-reading the
+    Snakefile would pay."""
+    if cfg.get("mlflow_uri"):
+        return str(cfg["mlflow_uri"])
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{(Path(results).resolve() / 'mlflow.db').as_posix()}"
+
+
+def expected_runs_records(runs: Sequence[Run], results: str | Path) -> list[dict[str, Any]]:
+    """The planned runs as plain records (for the aggregation job's params)."""
+    return [
+        {
+            "env": r.env,
+            "method": r.method,
+            "variant": r.variant,
+            "seed": r.seed,
+            "sweep": dict(r.sweep),
+            "folder": str(Path(results) / r.folder),
+        }
+        for r in runs
+    ]
+
+
+def schema_error_message(error: Exception) -> str:
+    """One line for a failed ``snakemake.utils.validate``: where in the config, and what.
+
+    ``error`` is the WorkflowError that ``validate`` raised while handling jsonschema's
+    ValidationError, which gives the path and the message.
+    """
+    import jsonschema
+
+    candidates = [error.__cause__, error.__context__, *error.args]
+    cause = next((a for a in candidates if isinstance(a, jsonschema.ValidationError)), None)
+    if cause is None:
+        return str(error)
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in cause.absolute_path)
+    where = f"key {path.lstrip('.')!r}: " if path else ""
+    message = cause.message
+    if cause.validator == "additionalProperties":
+        props = cause.schema.get("properties", {})
+        extra = [k for k in cause.instance if k not in props]
+        hints = []
+        for key in extra:
+            close = difflib.get_close_matches(str(key), props, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        message = f"unknown key {', '.join(hints)} (allowed: {', '.join(props)})"
+    return f"{where}{message}"

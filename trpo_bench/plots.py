@@ -1,0 +1,136 @@
+"""Learning-curve figures: return against env steps, one line per method, mean and CI band.
+
+Inputs are the DataFrames of :mod:`trpo_bench.analysis` (``learning_curves`` and the
+comparison table, which names the variant of each swept method that is shown: its best).
+:func:`grid_figure` lays the envs out side by side like the paper's Figure 4.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
+
+FORMATS = ("png", "pdf")
+
+
+def shown_variants(table: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(env, method) -> the variant shown, for the comparison table's rows that have runs (a
+    swept method's best value per env)."""
+    return {
+        (row.env, row.method): row.variant
+        for row in table.itertuples(index=False)
+        if isinstance(row.variant, str) and row.variant
+    }
+
+
+def method_colors(methods: Sequence[str]) -> dict[str, str]:
+    """One colour per method, the same in every panel and figure."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    palette = [*cycle, *plt.get_cmap("tab20").colors]
+    return {m: palette[i % len(palette)] for i, m in enumerate(methods)}
+
+
+def _swept_value(variant: str) -> str:
+    return variant.split("@", 1)[1] if "@" in variant else ""
+
+
+def plot_env(
+    ax: Axes,
+    curves: pd.DataFrame,
+    table: pd.DataFrame,
+    env: str,
+    colors: dict[str, str],
+    label_sweeps: bool = True,
+) -> int:
+    """Draw ``env``'s curves on ``ax``: one line per method (a swept method at its best value,
+    in the label when ``label_sweeps``), its CI as a band. Returns the number of lines."""
+    lines, swept = 0, []
+    for (e, method), variant in shown_variants(table).items():
+        c = curves[(curves["env"] == env) & (curves["variant"] == variant)]
+        if e != env or c.empty:
+            continue
+        value = _swept_value(variant)
+        label = f"{method} ({value})" if value and label_sweeps else method
+        color = colors.get(method)
+        ax.plot(c["env_steps"], c["return_mean"], label=label, lw=1.5, color=color)
+        ax.fill_between(
+            c["env_steps"], c["return_ci_low"], c["return_ci_high"], color=color, alpha=0.2, lw=0
+        )
+        if value:
+            swept.append(f"{method}: {value}")
+        lines += 1
+    if swept and not label_sweeps:
+        ax.text(0.02, 0.98, "\n".join(swept), transform=ax.transAxes, va="top", fontsize="x-small")
+    if not lines:
+        ax.text(0.5, 0.5, "no completed runs", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(env)
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 50k, 1M
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("average episode return")
+    ax.grid(alpha=0.3)
+    return lines
+
+
+def _methods(table: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(m for (_e, m) in shown_variants(table)))
+
+
+def env_figure(
+    curves: pd.DataFrame, table: pd.DataFrame, env: str, confidence: float = 0.95
+) -> Figure:
+    """One env's learning curves."""
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    if plot_env(ax, curves, table, env, method_colors(_methods(table))):
+        ax.legend(fontsize="small", title=f"mean, {confidence:.0%} CI over seeds")
+    return fig
+
+
+def grid_figure(
+    curves: pd.DataFrame, table: pd.DataFrame, envs: Sequence[str], confidence: float = 0.95
+) -> Figure:
+    """All envs in one figure (the paper's Figure 4), one legend for all panels; a swept
+    method's best value per env is written in its panel."""
+    ncols = min(4, len(envs))
+    nrows = math.ceil(len(envs) / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows + 0.8), layout="constrained", squeeze=False
+    )
+    colors = method_colors(_methods(table))
+    handles: dict[str, object] = {}
+    for ax, env in zip(axes.flat, envs, strict=False):
+        plot_env(ax, curves, table, env, colors, label_sweeps=False)
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    for ax in list(axes.flat)[len(envs) :]:
+        ax.set_visible(False)
+    if handles:
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="outside lower center",
+            ncols=min(len(handles), 5),
+            fontsize="small",
+            title=f"mean, {confidence:.0%} CI over seeds",
+        )
+    return fig
+
+
+def save(fig: Figure, stem: str | Path) -> list[Path]:
+    """Write ``stem.png`` and ``stem.pdf`` and close the figure."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.parent / f"{stem.name}.{fmt}" for fmt in FORMATS]
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return paths

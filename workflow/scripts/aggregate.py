@@ -1,0 +1,37 @@
+"""Glue for rule aggregate: read the grid's run folders, write the tables (trpo_bench.analysis)."""
+
+import logging
+import sys
+
+import yaml
+
+from trpo_bench import analysis
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(message)s")
+sys.stderr = open(sm.log[0], "a")  # noqa: SIM115 (warnings go to the rule's log)
+
+opts = sm.params.analysis
+conf, samples, seed = opts["confidence"], opts["bootstrap_samples"], opts["bootstrap_seed"]
+with open(sm.input.reference) as f:
+    reference = yaml.safe_load(f) or {}
+
+runs, progress = analysis.load_runs(sm.params.planned)
+summary = analysis.summarize(runs, conf, samples, seed)
+best = analysis.select_best(summary, by=opts["select_by"])
+table = analysis.comparison(best, reference, sm.params.envs)
+curves = analysis.learning_curves(progress, runs, conf, min(samples, 2000), seed)
+
+runs.to_csv(sm.output.runs, index=False)
+summary.to_csv(sm.output.summary, index=False)
+table.to_csv(sm.output.comparison, index=False)
+curves.to_csv(sm.output.curves, index=False)
+with open(sm.output.markdown, "w") as f:
+    f.write(analysis.to_markdown(table, runs, reference, conf, sm.params.title))
+
+bad = analysis.problems(runs)
+logging.info("%d planned runs, %d not completed with a return", len(runs), len(bad))
+for row in bad.itertuples(index=False):
+    logging.warning(
+        "NOT AVERAGED: %s / %s / seed %s: %s", row.env, row.variant, row.seed, row.status
+    )
