@@ -40,10 +40,15 @@ def grid_config(*names: str) -> dict:
 def planned_train_jobs(cfg: dict) -> set[tuple[str, str, int]]:
     """(env, variant, seed) of every train job the config asks for, worked out here from the
     config's own words: env x method x sweep values x seed, minus the excluded pairs."""
+
+    def names(value, default):  # an entry's env or method: absent, one name, or a list
+        value = default if value is None else value
+        return [value] if isinstance(value, str) else value
+
     jobs = set()
     for env, method in itertools.product(cfg["envs"], cfg["methods"]):
         if any(
-            e.get("env", env) == env and e.get("method", method) == method
+            env in names(e.get("env"), env) and method in names(e.get("method"), method)
             for e in cfg.get("exclude", [])
         ):
             continue
@@ -188,6 +193,12 @@ def test_grid_problems_name_the_bad_value_and_the_allowed_ones():
         "unknown config key 'stepsize' in sweeps[0]; did you mean 'step_size'?"
     )
     assert len(problems) == 5  # Hopper-v5 is not in envs here, so its missing resources are fine
+    listed = {**GRID, "exclude": [{"env": ["Hopper-v5", "Pong"], "method": ["x", "vpg"]}]}
+    assert grid_problems(listed, families, methods) == [
+        "unknown env 'Pong' in exclude[0] (allowed: CartPole-v1, Hopper-v5)",
+        "unknown method 'x' in exclude[0] (allowed: trpo-single-path, natural-gradient)",
+        "unknown method 'vpg' in exclude[0] (allowed: trpo-single-path, natural-gradient)",
+    ]
     everything_excluded = {**GRID, "exclude": [{"env": "CartPole-v1"}, {"env": "Hopper-v5"}]}
     assert grid_problems(everything_excluded, families, methods) == [
         "the grid is empty: every (env, method) pair is excluded"
@@ -395,3 +406,19 @@ def test_smoke_grid_through_slurm(smoke):
     # every job but the local mlflow_store and the target rule went to SLURM
     expected = len(planned_train_jobs(grid_config("smoke"))) + len(LIGHT_RULES) - 2
     assert len(set(submitted)) == expected
+
+
+def test_entries_may_name_lists_of_envs_and_methods():
+    cfg = {
+        **GRID,
+        "exclude": [{"env": ["CartPole-v1", "Hopper-v5"], "method": ["natural-gradient"]}],
+        "overrides": [
+            {"method": ["trpo-single-path", "natural-gradient"], "set": {"iterations": 7}}
+        ],
+    }
+    runs = expand_grid(cfg)
+    assert {(r.env, r.method) for r in runs} == {
+        ("CartPole-v1", "trpo-single-path"),
+        ("Hopper-v5", "trpo-single-path"),
+    }
+    assert all(dict(r.settings)["iterations"] == 7 for r in runs)

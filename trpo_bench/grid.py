@@ -81,8 +81,13 @@ def method_variants(cfg: Mapping[str, Any], method: str) -> list[tuple[tuple[str
     ]
 
 
+def _names(value: str | Sequence[str]) -> list[str]:
+    """An entry's ``env`` or ``method``: one name or a list of names."""
+    return [value] if isinstance(value, str) else list(value)
+
+
 def _matches(entry: Mapping[str, Any], env: str, method: str) -> bool:
-    return entry.get("env", env) == env and entry.get("method", method) == method
+    return env in _names(entry.get("env", env)) and method in _names(entry.get("method", method))
 
 
 def is_excluded(cfg: Mapping[str, Any], env: str, method: str) -> bool:
@@ -158,10 +163,12 @@ def grid_problems(
     for section in ("overrides", "exclude", "sweeps"):
         for i, entry in enumerate(cfg.get(section, [])):
             where = f"{section}[{i}]"
-            if "env" in entry and entry["env"] not in env_families:
-                problems.append(_unknown("env", entry["env"], envs, where))
-            if "method" in entry and entry["method"] not in methods:
-                problems.append(_unknown("method", entry["method"], methods, where))
+            for env in _names(entry.get("env", [])):
+                if env not in env_families:
+                    problems.append(_unknown("env", env, envs, where))
+            for method in _names(entry.get("method", [])):
+                if method not in methods:
+                    problems.append(_unknown("method", method, methods, where))
             if section == "overrides":
                 problems += _key_problems(entry.get("set", {}) or {}, where)
             if section == "sweeps":
