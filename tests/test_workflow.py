@@ -229,8 +229,9 @@ def test_every_method_and_env_of_the_registries_can_join_a_grid_by_config():
 # --- the planned DAG and bad configs ------------------------------------------------------------
 
 
-def test_paper_grid_plans_one_train_job_per_env_method_sweep_value_and_seed(tmp_path):
-    result = snakemake("-n", "--configfile", "config/paper.yaml", cwd=tmp_path, timeout=300)
+@pytest.mark.parametrize("grid", ["paper", "modern"])
+def test_grid_plans_one_train_job_per_env_method_sweep_value_and_seed(grid, tmp_path):
+    result = snakemake("-n", "--configfile", f"config/{grid}.yaml", cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr + result.stdout
     out = result.stdout + result.stderr
     planned = {
@@ -239,7 +240,7 @@ def test_paper_grid_plans_one_train_job_per_env_method_sweep_value_and_seed(tmp_
             r"wildcards: env=([^,\s]+), variant=([^,\s]+(?:,[a-z_]+=[^,\s]+)*), seed=(\d+)", out
         )
     }
-    expected = planned_train_jobs(grid_config("paper"))
+    expected = planned_train_jobs(grid_config(grid))
     assert planned == expected
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M))
     assert int(stats["train"]) == len(expected)
