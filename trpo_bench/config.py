@@ -249,6 +249,9 @@ class TrainConfig:
     checkpoint_every: int = _f(5, "Write a checkpoint every N iterations (0: never).", min=0)
     experiment: str = _f("trpo-bench", "MLflow experiment name.", nonempty=True)
     mlflow: bool = _f(True, "Log the run to MLflow.")
+    run_name: str = _f(
+        "", "MLflow run name; empty: {env}/{method}/seed{seed} (the workflow names sweep values)."
+    )
     mlflow_uri: str = _f(
         "",
         "MLflow tracking URI; empty: $MLFLOW_TRACKING_URI, else a sqlite "

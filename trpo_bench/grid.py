@@ -26,7 +26,7 @@ from typing import Any
 from trpo_bench.config import FIELDS, ConfigError, build_config
 
 # Keys the workflow sets itself for every run; a grid may not override them.
-WORKFLOW_KEYS = ("env", "method", "seed", "experiment", "mlflow_uri", "torch_threads")
+WORKFLOW_KEYS = ("env", "method", "seed", "experiment", "mlflow_uri", "torch_threads", "run_name")
 RESOURCE_KEYS = ("threads", "mem_mb", "runtime")
 
 
@@ -242,6 +242,8 @@ def train_argv(
         "experiment": cfg["experiment"],
         "mlflow_uri": mlflow_uri,
         "torch_threads": threads,
+        # A swept run is told apart in MLflow by its variant (natural-gradient@step_size=3).
+        "run_name": f"{run.env}/{run.variant}/seed{run.seed}",
     }
     for key, value in sets.items():
         argv += ["--set", f"{key}={_yaml_scalar(value)}"]

@@ -404,7 +404,7 @@ class RunRecorder:
         if resume is not None:
             self.rows = resume["rows"]
             log(f"resuming {self.out} at iteration {len(self.rows)}")
-        run_name = f"{cfg.env}/{cfg.method}/seed{cfg.seed}"
+        run_name = cfg.run_name or f"{cfg.env}/{cfg.method}/seed{cfg.seed}"
         tags = {
             "env": cfg.env,
             "method": cfg.method,
