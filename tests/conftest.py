@@ -16,3 +16,23 @@ def _isolated_mlflow(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     yield
+
+
+@pytest.fixture
+def crash_at(monkeypatch):
+    """``crash_at(n)``: from now on a run raises RuntimeError("simulated crash") when it is about
+    to record iteration ``n`` (a job dying mid-run); returns a function that disarms it."""
+    from trpo_bench.tracking import RunRecorder
+
+    def arm(n: int):
+        original = RunRecorder.record
+
+        def failing(self, row, env_steps, seconds):
+            if len(self.rows) == n:
+                raise RuntimeError("simulated crash")
+            return original(self, row, env_steps, seconds)
+
+        monkeypatch.setattr(RunRecorder, "record", failing)
+        return lambda: monkeypatch.setattr(RunRecorder, "record", original)
+
+    return arm

@@ -19,7 +19,6 @@ from trpo_bench.cli import main
 from trpo_bench.config import ConfigError, build_config
 from trpo_bench.envs import EnvVector, make_env
 from trpo_bench.policies import make_policy
-from trpo_bench.tracking import RunRecorder
 from trpo_bench.trainer import load_policy, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,22 +203,15 @@ def test_same_seed_same_progress_and_result_files(tmp_path, method):
 
 
 @pytest.mark.parametrize("method", ["cem", "cma-es"])
-def test_resume_after_failure_matches_an_uninterrupted_run(tmp_path, method, monkeypatch):
+def test_resume_after_failure_matches_an_uninterrupted_run(tmp_path, method, crash_at):
     kw = dict(iterations=4, steps_per_iter=2000, num_envs=3, seed=3, checkpoint_every=2)
     whole, _ = _run(tmp_path, "whole", method, **kw)
 
-    original = RunRecorder.record
-
-    def failing(self, row, env_steps, seconds):
-        if len(self.rows) == 3:
-            raise RuntimeError("simulated crash")
-        return original(self, row, env_steps, seconds)
-
-    monkeypatch.setattr(RunRecorder, "record", failing)
+    disarm = crash_at(3)
     with pytest.raises(RuntimeError, match="simulated crash"):
         _run(tmp_path, "resumed", method, **kw)
     assert len(pd.read_csv(tmp_path / "resumed" / "progress.csv")) == 3
-    monkeypatch.setattr(RunRecorder, "record", original)
+    disarm()
     lines = []
     resumed = tmp_path / "resumed"
     train(_cfg(method, **kw), resumed, log=lines.append)

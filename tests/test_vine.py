@@ -12,7 +12,6 @@ from trpo_bench.config import ConfigError, build_config
 from trpo_bench.envs import EnvVector
 from trpo_bench.policies import CategoricalMLPPolicy, GaussianMLPPolicy, make_policy
 from trpo_bench.restore import snapshot
-from trpo_bench.tracking import RunRecorder
 from trpo_bench.trainer import build_learner, iteration_generator, train
 from trpo_bench.vine import (
     BranchSpec,
@@ -243,21 +242,14 @@ def test_same_seed_gives_identical_vine_runs(tmp_path):
     assert per_iteration.tolist() == (a["vine_trunk_steps"] + a["vine_branch_steps"]).tolist()
 
 
-def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, crash_at):
     cfg = _cfg("CartPole-v1", iterations=4, seed=5, checkpoint_every=2)
     train(cfg, tmp_path / "whole", log=lambda _m: None)
 
-    original = RunRecorder.record
-
-    def failing(self, row, env_steps, seconds):
-        if len(self.rows) == 3:
-            raise RuntimeError("simulated crash")
-        return original(self, row, env_steps, seconds)
-
-    monkeypatch.setattr(RunRecorder, "record", failing)
+    disarm = crash_at(3)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg, tmp_path / "resumed", log=lambda _m: None)
-    monkeypatch.setattr(RunRecorder, "record", original)
+    disarm()
     lines = []
     train(cfg, tmp_path / "resumed", log=lines.append)  # from the iteration-2 checkpoint
     assert any("resuming" in line and "iteration 2" in line for line in lines), lines
