@@ -21,6 +21,12 @@ DistParams = tuple[Tensor, ...]
 """The parameters of a batch of action distributions: (mean, log_std) or (logits,)."""
 
 
+def select_states(dist: DistParams, index: Tensor | slice) -> DistParams:
+    """The distributions of the states ``index`` picks; a state-independent part (the
+    Gaussian's log-std, one dimension) is shared by all states and kept whole."""
+    return tuple(t[index] if t.dim() > 1 else t for t in dist)
+
+
 class RunningNorm(nn.Module):
     """Observation normalisation by a running mean and variance (parallel-variance update)."""
 

@@ -34,7 +34,7 @@ from trpo_bench.estimators import (
     standardize,
 )
 from trpo_bench.optim import flat_grad
-from trpo_bench.policies import Policy
+from trpo_bench.policies import Policy, select_states
 from trpo_bench.steps import Objective
 from trpo_bench.value import ValueFunction
 
@@ -242,8 +242,7 @@ class SinglePathObjective(Objective):
         for sl in self._slices():
             dist = policy.dist_params(self.kl_obs[sl])  # one forward for both
             total += float(self._surrogate(policy, dist, sl)) * (sl.stop - sl.start) / n
-            old = tuple(t[sl] if t.dim() > 1 else t for t in self.old_dist)
-            kls.append(policy.kl(old, dist))
+            kls.append(policy.kl(select_states(self.old_dist, sl), dist))
         return total, torch.cat(kls)
 
 

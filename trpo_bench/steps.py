@@ -30,7 +30,7 @@ from trpo_bench.optim import (
     flat_grad,
     max_step_length,
 )
-from trpo_bench.policies import DistParams, Policy
+from trpo_bench.policies import DistParams, Policy, select_states
 
 
 class Objective:
@@ -51,8 +51,9 @@ class Objective:
         """Per-state ``KL(pi_old || pi_theta)`` over the constraint states (or a subset)."""
         if index is None:
             return policy.kl(self.old_dist, policy.dist_params(self.kl_obs))
-        old = tuple(t[index] if t.dim() > 1 else t for t in self.old_dist)
-        return policy.kl(old, policy.dist_params(self.kl_obs[index]))
+        return policy.kl(
+            select_states(self.old_dist, index), policy.dist_params(self.kl_obs[index])
+        )
 
     def surrogate_and_grad(self, policy: Policy, params: list) -> tuple[float, Tensor]:
         """The surrogate at the current parameters and its gradient (a flat vector)."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from trpo_bench.config import TrainConfig
-from trpo_bench.envs import EnvVector, env_options
+from trpo_bench.envs import EnvVector, env_options, make_env
 from trpo_bench.methods import METHODS
 from trpo_bench.policies import Policy, make_policy
 from trpo_bench.sampling import iteration_seeds
@@ -217,8 +217,6 @@ def policy_artifact(cfg: TrainConfig, policy: Policy) -> dict[str, Any]:
 
 def load_policy(path: Path) -> Policy:
     """Rebuild a policy saved by a run (``policy.pt``)."""
-    from trpo_bench.envs import make_env
-
     data = torch.load(path, weights_only=False)
     env = make_env(data["env"], data.get("env_options"))
     policy = make_policy(

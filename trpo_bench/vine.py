@@ -52,7 +52,7 @@ from torch import Tensor
 from trpo_bench.config import ConfigError, TrainConfig
 from trpo_bench.envs import EnvVector
 from trpo_bench.estimators import enumerated_surrogate, self_normalized_surrogate, standardize
-from trpo_bench.policies import DistParams, Policy
+from trpo_bench.policies import DistParams, Policy, select_states
 from trpo_bench.restore import EnvSnapshot, restore, snapshot
 from trpo_bench.sampling import SampleResult, collect_paths, iteration_seeds
 from trpo_bench.steps import Objective
@@ -332,7 +332,7 @@ def sample_vine(
                 actions = torch.randint(int(envs.action_space.n), (k,), generator=generator)
                 actions = actions.numpy()
             else:
-                dist = tuple(t[index] if t.dim() > 1 else t for t in trunk_dist)
+                dist = select_states(trunk_dist, index)
                 actions = policy.sample_from_noise(dist, policy.noise((k,), generator)).numpy()
             chosen.append(index)
             chosen_actions.append(actions)
