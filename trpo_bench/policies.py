@@ -253,7 +253,11 @@ class CategoricalCNNPolicy(CategoricalMLPPolicy):
         self.logits_net = nn.Sequential(conv, nn.Linear(flat, hidden), nn.ReLU(), head)
 
     def preprocess(self, obs: Tensor) -> Tensor:
-        return obs.float() / 255.0
+        # Channels-last (NHWC) input makes oneDNN's CPU convolutions use their fast layout:
+        # measured here, the forward + backward of a 512-frame chunk runs about 2x faster and a
+        # Fisher-vector product 1.7x (benchmarks/bench_atari.py). Converting the uint8 frames
+        # before the float cast copies 4x fewer bytes.
+        return obs.contiguous(memory_format=torch.channels_last).float() / 255.0
 
 
 def make_policy(
