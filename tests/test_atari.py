@@ -131,6 +131,48 @@ def test_restore_is_bit_exact_with_sticky_actions(gym_id):
     assert any(not np.array_equal(a[0], b[0]) for a, b in zip(expected, diverged, strict=True))
 
 
+def _play(env, actions, first_obs):
+    """Frames, rewards and episode ends of ``actions``, resetting (unseeded) at episode ends."""
+    out = [first_obs]
+    for a in actions:
+        obs, reward, terminated, truncated, _ = env.step(int(a))
+        out.append((obs, reward, terminated, truncated))
+        if terminated or truncated:
+            out.append(env.reset()[0])
+    return out
+
+
+# BeamRider and Seaquest keep state across ALE's reset_game (a bare reset is not a fresh game);
+# Q*bert needs the per-game bookkeeping re-initialised (its episode ends differ otherwise).
+@pytest.mark.parametrize("game", ["BeamRider", "Seaquest", "Qbert"])
+def test_seeded_reset_without_sticky_actions_replays_a_freshly_loaded_game(game, monkeypatch):
+    import ale_py.env
+
+    gym_id = f"ALE/{game}-v5"
+    played = make_atari_env(gym_id)
+    first = played.reset(seed=1)[0]
+    actions = np.random.default_rng(0).integers(played.action_space.n, size=3000)
+    _play(played, actions[:1500], first)
+
+    loads = []
+    original_load = ale_py.env.AtariEnv.load_game
+    monkeypatch.setattr(
+        ale_py.env.AtariEnv, "load_game", lambda self: (loads.append(1), original_load(self))
+    )
+    got = _play(played, actions, played.reset(seed=2)[0])  # the kept state, no ROM load
+    assert loads == []
+    fresh = make_atari_env(gym_id)
+    loads.clear()
+    expected = _play(fresh, actions, fresh.reset(seed=7)[0])  # a freshly loaded ROM
+    assert loads == [1]
+    assert len(got) == len(expected) > len(actions)  # episodes ended inside the window
+    for a, b in zip(got, expected, strict=True):
+        if isinstance(a, tuple):
+            assert np.array_equal(a[0], b[0]) and a[1:] == b[1:]
+        else:
+            assert np.array_equal(a, b)
+
+
 @pytest.mark.slow
 def test_pong_vine_runs_and_logs(tmp_path):
     from mlflow.tracking import MlflowClient

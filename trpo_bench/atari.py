@@ -13,6 +13,12 @@ Every choice here is a config key and so lands in summary.json:
   of 20 units) this gives about 33,500 parameters, as the paper's Table 3 states;
 * an episode is a whole game (no end on life loss), cut by ALE's limit of 108,000 frames;
 * ``clip_rewards`` (off): train on sign(r) if set; every reported return is the raw score.
+
+A seeded reset (every env, every iteration) makes ale-py reload the ROM, 85 ms per env. Without
+sticky actions the emulator draws no random numbers, so the state a seeded reset reaches does not
+depend on the seed: ``AtariPixels`` keeps that state from its first seeded reset and restores it
+for later ones (5 ms). ``tests/test_atari.py`` checks that the frames that follow are identical to
+a freshly loaded game's. With sticky actions on, every seeded reset reloads the ROM.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ class AtariPixels(gym.Wrapper):
     state plus a copy of it (``trpo_bench.restore``).
     """
 
-    def __init__(self, env: gym.Env, frame_stack: int) -> None:
+    def __init__(self, env: gym.Env, frame_stack: int, sticky_actions: float = 0.0) -> None:
         super().__init__(env)
         height, width = env.observation_space.shape
         self.k = frame_stack
@@ -48,6 +54,10 @@ class AtariPixels(gym.Wrapper):
         self.frames = np.zeros(shape, dtype=np.uint8)
         self.observation_space = gym.spaces.Box(0, 255, shape, dtype=np.uint8)
         assert height >= CROP_ROWS, height
+        # The emulator is deterministic without sticky actions: a seeded reset always reaches
+        # the same state, kept here (ALE state, first screen) after the first one.
+        self.deterministic = sticky_actions == 0.0
+        self._fresh_game: tuple[Any, np.ndarray] | None = None
 
     @staticmethod
     def _pool(screen: np.ndarray) -> np.ndarray:
@@ -58,8 +68,23 @@ class AtariPixels(gym.Wrapper):
         blocks = rows[:, 0::4] + rows[:, 1::4] + rows[:, 2::4] + rows[:, 3::4]
         return (blocks >> 4).astype(np.uint8)
 
-    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict]:
-        screen, info = self.env.reset(**kwargs)
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        """Start a new game; ``seed`` makes it a freshly loaded one (see the module docstring)."""
+        if seed is not None and self.deterministic and self._fresh_game is not None:
+            state, screen = self._fresh_game
+            ale = self.env.unwrapped.ale
+            # reset_game first: it re-initialises ALE's per-game bookkeeping (lives, terminal
+            # flags), which the emulator state does not hold (Q*bert's episode ends differ
+            # without it); the restored state then replaces the emulator's.
+            ale.reset_game()
+            ale.restoreState(state)
+            info = self.env.unwrapped._get_info()
+        else:
+            screen, info = self.env.reset(seed=seed, options=options)
+            if seed is not None and self.deterministic:
+                self._fresh_game = (self.env.unwrapped.ale.cloneState(), screen.copy())
         self.frames[:] = self._pool(screen)
         return self.frames.copy(), info
 
@@ -83,4 +108,4 @@ def make_atari_env(
         full_action_space=False,
         disable_env_checker=True,
     )
-    return AtariPixels(env, frame_stack)
+    return AtariPixels(env, frame_stack, sticky_actions)
