@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb, raw_gymnasium_rate, timed_train
+from common import peak_rss_mb, raw_gymnasium_rate, timed_train, timings
 
 from trpo_bench.atari import register
 from trpo_bench.config import TrainConfig, build_config
@@ -54,13 +53,7 @@ def learner_costs(cfg: TrainConfig, frames: int = 4096, repeats: int = 3) -> tup
     batch = torch.from_numpy(np.concatenate(obs)[:frames])
 
     def best_of(fn) -> float:  # the least noisy of a few timings
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times) / frames
+        return min(timings(fn, repeats, warmup=True)) / frames
 
     def act() -> None:
         with torch.no_grad():

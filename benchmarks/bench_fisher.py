@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import timings
 
 from trpo_bench.config import build_config
 from trpo_bench.optim import empirical_fisher_vector_product, fisher_vector_product
@@ -47,15 +51,7 @@ def main() -> None:
         for _ in range(cfg.cg_iters):
             fvp(v)
 
-    def timed(fn) -> float:
-        runs = []
-        for _ in range(7):
-            start = time.perf_counter()
-            fn()
-            runs.append(time.perf_counter() - start)
-        return statistics.median(runs)
-
-    a, e = timed(analytic), timed(empirical)
+    a, e = (statistics.median(timings(fn, 7)) for fn in (analytic, empirical))
     print(
         f"{args.env}: {len(obs)} states in the products, {v.numel()} parameters, "
         f"{cfg.cg_iters} products"

@@ -41,6 +41,18 @@ def raw_gymnasium_rate(
     return rate
 
 
+def timings(fn: Callable[[], Any], repeats: int, warmup: bool = False) -> list[float]:
+    """Wall seconds of ``repeats`` calls of ``fn`` (after one untimed call if ``warmup``)."""
+    if warmup:
+        fn()
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - start)
+    return runs
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
