@@ -52,7 +52,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from trpo_bench.config import ConfigError, TrainConfig
-from trpo_bench.envs import ENV_SPECS, EnvVector, make_env
+from trpo_bench.envs import ENV_SPECS, EnvVector, env_options, make_env
+from trpo_bench.evaluation import PolicyEvaluator, is_due
 from trpo_bench.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 from trpo_bench.sampling import iteration_seeds
 from trpo_bench.tracking import RunRecorder, episode_stats
@@ -334,6 +335,7 @@ class SearchProblem:
         self.evaluator = CandidateEvaluator(
             self.envs, self.policy, keep_visited=self.policy.obs_norm is not None
         )
+        self.yardstick = PolicyEvaluator(cfg.env, cfg.eval_episodes, env_options(cfg))
 
     def initial_vector(self) -> np.ndarray:
         return parameters_to_vector(self.evaluator.head.parameters()).detach().double().numpy()
@@ -345,16 +347,26 @@ class SearchProblem:
             self.policy.obs_norm.update(torch.from_numpy(evaluation.visited))
         return evaluation
 
-    def artifact(self, vector: np.ndarray) -> dict[str, Any]:
-        from trpo_bench.trainer import policy_artifact
-
+    def load(self, vector: np.ndarray) -> Policy:
+        """The run's policy with ``vector`` as its network's weights."""
         params = list(self.evaluator.head.parameters())
         with torch.no_grad():
             vector_to_parameters(torch.as_tensor(vector, dtype=torch.float32), params)
-        return policy_artifact(self.cfg, self.policy)
+        return self.policy
+
+    def evaluate_mean(self, vector: np.ndarray, iteration: int) -> dict[str, float]:
+        """The evaluation protocol's columns for the search mean (deterministic actions only:
+        the searched policy is deterministic, so the ``eval_sampled_*`` columns are NaN)."""
+        return self.yardstick(self.load(vector), iteration, sampled=False)
+
+    def artifact(self, vector: np.ndarray) -> dict[str, Any]:
+        from trpo_bench.trainer import policy_artifact
+
+        return policy_artifact(self.cfg, self.load(vector))
 
     def close(self) -> None:
         self.envs.close()
+        self.yardstick.close()
 
 
 def run_search(
@@ -402,7 +414,13 @@ def run_search(
                 steps += evaluation.env_steps
                 generation += 1
                 generations += 1
-            # 4. Record the iteration's last generation (the latest mean evaluated).
+            # 4. The evaluation protocol (trpo_bench.evaluation) on the current mean.
+            yardstick = (
+                problem.evaluate_mean(strategy.mean, it)
+                if is_due(it, cfg.iterations, cfg.eval_every)
+                else {}
+            )
+            # 5. Record the iteration's last generation (the latest mean evaluated).
             recorder.record(
                 {
                     "eval_time_s": round(eval_time, 3),
@@ -420,6 +438,7 @@ def run_search(
                     "generations": generations,
                     "generations_total": generation,
                     **stats,
+                    **yardstick,
                 },
                 env_steps=steps,
                 seconds=time.perf_counter() - start,

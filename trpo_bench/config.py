@@ -245,6 +245,18 @@ class TrainConfig:
         False, "Train on sign(reward) (Atari); reported returns are always the raw score."
     )
 
+    # Evaluation (trpo_bench.evaluation): the one yardstick every method is measured by.
+    eval_every: int = _f(
+        5,
+        "Evaluate the policy every N iterations and after the last (0: after the last only): "
+        "eval_episodes episodes on fixed seeds, deterministic and (gradient methods) sampled "
+        "actions, not counted in env_steps.",
+        min=0,
+    )
+    eval_episodes: int = _f(
+        5, "Episodes per evaluation (one per env, the same fixed seeds for every run).", min=1
+    )
+
     # Bookkeeping.
     torch_threads: int = _f(1, "torch intra-op threads (1 makes runs reproducible).", min=1)
     checkpoint_every: int = _f(5, "Write a checkpoint every N iterations (0: never).", min=0)

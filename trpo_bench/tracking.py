@@ -117,18 +117,22 @@ def _jsonable(x: Any) -> Any:
 
 
 def git_commit() -> str:
-    """The commit of the trpo-bench checkout this code runs from ("unknown" outside git)."""
+    """The commit of the trpo-bench checkout this code runs from ("unknown" outside git),
+    with ``-dirty`` appended when tracked files differ from it (the code that ran is then not
+    that commit's)."""
     here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["git", *args], cwd=here, capture_output=True, text=True, timeout=5, check=False
         )
-        return out.stdout.strip()
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return "unknown"
+        dirty = git("diff", "--quiet", "HEAD", "--").returncode == 1
+        return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -357,10 +361,23 @@ def _finite_mean(x: list[float]) -> float:
     return float(np.mean(x)) if x else math.nan
 
 
+def _column(rows: list[Mapping[str, Any]], key: str) -> list[float]:
+    """The finite values of ``key`` over the rows that have it."""
+    return [float(r[key]) for r in rows if math.isfinite(float(r.get(key, math.nan)))]
+
+
 def summarize(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Final figures of a run from its progress rows."""
-    returns = [r["return_mean"] for r in rows if math.isfinite(r["return_mean"])]
-    changes = [r["return_change"] for r in rows if math.isfinite(r.get("return_change", math.nan))]
+    """Final figures of a run from its progress rows.
+
+    ``*_return`` figures are of the training batches' episodes (``return_mean``); ``*_eval_*``
+    figures are of the evaluation protocol (``trpo_bench.evaluation``): the final policy's
+    deterministic return, its sampled return, its forward progress, and the mean over all
+    evaluations (rllab's average-over-training, on the common yardstick).
+    """
+    returns = _column(rows, "return_mean")
+    changes = _column(rows, "return_change")
+    evals = _column(rows, "eval_return_mean")
+    last_eval = next((r for r in reversed(rows) if "eval_return_mean" in r), {})
     return {
         "iterations_done": len(rows),
         "env_steps": rows[-1]["env_steps"] if rows else 0,
@@ -368,6 +385,12 @@ def summarize(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
         "final_return": returns[-1] if returns else math.nan,
         "best_return": max(returns) if returns else math.nan,
         "average_return": _finite_mean(returns),  # rllab's metric: mean over all iterations
+        "final_eval_return": float(last_eval.get("eval_return_mean", math.nan)),
+        "final_eval_sampled_return": float(last_eval.get("eval_sampled_return_mean", math.nan)),
+        "final_forward_reward": float(last_eval.get("eval_forward_reward_mean", math.nan)),
+        "final_x_distance": float(last_eval.get("eval_x_distance_mean", math.nan)),
+        "best_eval_return": max(evals) if evals else math.nan,
+        "average_eval_return": _finite_mean(evals),
         "steps_accepted": sum(int(r.get("step_accepted", 0)) for r in rows),
         # The paper's claim: how often the measured return did not decrease after an update.
         "monotonic_fraction": float(np.mean([c >= 0 for c in changes])) if changes else math.nan,
@@ -466,6 +489,8 @@ class RunRecorder:
             f"{cfg.iterations}  steps {row['env_steps']}  "
             f"return {row.get('return_mean', math.nan):.1f}"
         )
+        if "eval_return_mean" in row:
+            text += f"  eval {row['eval_return_mean']:.1f}"
         if "kl_mean" in row:
             text += f"  kl {row['kl_mean']:.4f}"
         if "step_accepted" in row:

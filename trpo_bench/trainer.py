@@ -21,6 +21,7 @@ import torch
 
 from trpo_bench.config import TrainConfig
 from trpo_bench.envs import EnvVector, env_options, make_env
+from trpo_bench.evaluation import PolicyEvaluator, is_due, policy_actor, run_episodes
 from trpo_bench.methods import METHODS
 from trpo_bench.policies import Policy, make_policy
 from trpo_bench.sampling import iteration_seeds
@@ -127,6 +128,7 @@ def gradient_loop(cfg: TrainConfig, recorder: RunRecorder) -> dict[str, Any]:
     policy, value_fn = learner.policy, learner.value_fn
     if recorder.resumed_state is not None:
         restore_learner(learner, recorder.resumed_state, cfg)
+    evaluator = PolicyEvaluator(cfg.env, cfg.eval_episodes, env_options(cfg))
     try:
         for it in range(recorder.next_iteration, cfg.iterations):
             start = time.perf_counter()
@@ -144,7 +146,9 @@ def gradient_loop(cfg: TrainConfig, recorder: RunRecorder) -> dict[str, Any]:
                 policy.obs_norm.update(sample.obs)
                 if value_fn is not None and value_fn.obs_norm is not None:
                     value_fn.obs_norm.update(sample.obs)
-            # 4. Record. The paper's claim made visible: the surrogate's predicted improvement
+            # 4. Evaluate the updated policy on the fixed episodes (not part of the budget).
+            evaluation = evaluator(policy, it) if is_due(it, cfg.iterations, cfg.eval_every) else {}
+            # 5. Record. The paper's claim made visible: the surrogate's predicted improvement
             # of this update next to the measured change of the average return.
             recorder.record(
                 {
@@ -165,6 +169,7 @@ def gradient_loop(cfg: TrainConfig, recorder: RunRecorder) -> dict[str, Any]:
                     **sample.extra,
                     **stats.extra,
                     "reject_reason": stats.reject_reason,
+                    **evaluation,
                 },
                 env_steps=sample.env_steps,
                 seconds=time.perf_counter() - start,
@@ -172,6 +177,7 @@ def gradient_loop(cfg: TrainConfig, recorder: RunRecorder) -> dict[str, Any]:
             recorder.commit(learner_state(learner))
     finally:
         learner.envs.close()
+        evaluator.close()
     return policy_artifact(cfg, policy)
 
 
@@ -186,21 +192,16 @@ def evaluate_policy(
     """Returns of ``episodes`` whole episodes (the mode action if ``deterministic``), stepped
     together as a vector of envs seeded from ``seed`` (``options``: ``envs.env_options``)."""
     envs = EnvVector(env_id, episodes, options)
-    obs = envs.reset([seed + i for i in range(episodes)])
-    returns = np.zeros(episodes)
-    running = np.ones(episodes, dtype=bool)
     generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        while running.any():
-            x = torch.from_numpy(obs) if obs.dtype == np.uint8 else torch.as_tensor(obs).float()
-            dist = policy.dist_params(x)
-            action = policy.mode(dist) if deterministic else policy.sample(dist, generator)
-            result = envs.step(action.numpy())
-            returns += np.where(running, result.reward, 0.0)
-            running &= ~(result.terminated | result.truncated)
-            obs = result.next_obs
-    envs.close()
-    return returns.tolist()
+    try:
+        batch = run_episodes(
+            envs,
+            policy_actor(policy, deterministic, generator),
+            [seed + i for i in range(episodes)],
+        )
+    finally:
+        envs.close()
+    return batch.returns.tolist()
 
 
 def policy_artifact(cfg: TrainConfig, policy: Policy) -> dict[str, Any]:
