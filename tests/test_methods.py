@@ -127,6 +127,26 @@ def test_max_kl_step_bounds_max_kl_where_mean_kl_step_does_not():
     assert stats.surrogate_after > stats.surrogate_before
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_max_kl_step_is_sized_for_the_max_kl_not_the_mean(seed):
+    # The mean-KL step beta s puts the max KL over the batch 10-30x above delta; halving from
+    # there left max KL anywhere in [delta / 4, delta] (a quarter of the trust region used, at
+    # worst). Sized from the max state's quadratic model, the first trial is accepted and uses
+    # nearly all of it.
+    cfg, policy, objective = _pendulum_batch(seed)
+    stats = max_kl_step(policy, objective, cfg, torch.Generator().manual_seed(0))
+    assert stats.step_accepted and stats.linesearch_steps == 1
+    assert 0.9 * cfg.delta <= stats.kl_max <= cfg.delta
+    assert stats.surrogate_after > stats.surrogate_before
+
+
+def test_max_kl_sizing_leaves_the_mean_kl_step_alone():
+    cfg, policy, objective = _pendulum_batch(seed=3)
+    stats = trpo_step(policy, objective, cfg, torch.Generator().manual_seed(0))
+    assert "max_kl_step_scale" not in stats.extra
+    assert stats.step_accepted and stats.kl_mean <= cfg.delta * (1 + 1e-4)
+
+
 def test_empirical_fim_step_respects_the_trust_region():
     cfg, policy, objective = _pendulum_batch(seed=1)
     stats = METHODS["empirical-fim"].step_rule(
