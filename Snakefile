@@ -1,21 +1,25 @@
 """trpo-bench: the comparison of Schulman et al. 2015 as a Snakemake workflow.
 
-    snakemake --cores all                                   # the quick grid (config/config.yaml)
-    snakemake --cores 64 --configfile config/paper.yaml     # the paper's scale
-    snakemake --workflow-profile workflow/profiles/slurm --configfile config/paper.yaml
+    snakemake --cores 64                                  # the full comparison (config/config.yaml)
+    snakemake --cores all --configfile config/quick.yaml  # the quick look: 30 min on 2 cores
+    snakemake --workflow-profile workflow/profiles/slurm  # the full comparison on SLURM
 
 One train job per env x method (x swept value) x seed, then tables, plots and an MLflow summary
-run. config/README.md explains the grid files; the logic lives in trpo_bench (grid, analysis,
-plots); workflow/scripts/ is thin glue.
+run. Before it plans them, the main process prints the grid's estimated CPU-hours and wall time
+on the given cores (trpo_bench/estimate.py, from the measured rates of
+trpo_bench/presets/rates.yaml). config/README.md explains the grid files; the logic lives in
+trpo_bench (grid, estimate, analysis, plots); workflow/scripts/ is thin glue.
 """
 
 import os
+import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from trpo_bench.config import ConfigError
-from trpo_bench.grid import checked_runs, expand_grid, schema_error_message
+from trpo_bench.estimate import estimate_lines
+from trpo_bench.grid import check_grid_claims, checked_runs, expand_grid, schema_error_message
 
 
 min_version("8.20")
@@ -33,8 +37,30 @@ except WorkflowError as e:
     raise WorkflowError(f"config error: {schema_error_message(e)}") from None
 try:
     RUNS = checked_runs(config) if workflow.is_main_process else expand_grid(config)
+    if workflow.is_main_process:
+        check_grid_claims(config)
 except ConfigError as e:
     raise WorkflowError(f"config error: {e}") from None
+
+
+def given_cores():
+    try:
+        return workflow.cores
+    except WorkflowError:  # no --cores (e.g. a cluster profile's --jobs instead)
+        return 1
+
+
+# How long the grid will take, from measured rates, before anything runs (stderr; the full grid
+# takes days of CPU time, and a user who wanted the quick look should know at once).
+if workflow.is_main_process:
+    for line in estimate_lines(
+        config,
+        RUNS,
+        given_cores(),
+        jobs_at_once=workflow.nodes,
+        default_grid=not workflow.overwrite_configfiles,
+    ):
+        print(line, file=sys.stderr)
 
 
 report: "workflow/report/workflow.rst"
@@ -50,5 +76,8 @@ rule all:
     input:
         list(TABLES.values()),
         PLOTS,
+        CLAIMS["markdown"],
         MLFLOW_SUMMARY,
+        # config/claims.yaml: the committed report of the run (trpo_bench.reproduction)
+        [rules.reproduction.output.page] if config.get("reproduction") else [],
     default_target: True

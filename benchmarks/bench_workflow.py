@@ -1,15 +1,18 @@
 """The workflow's cost: a grid's measured wall time against the sum of its jobs' times, and
 estimates of a grid's CPU time from per-job rates measured with short runs.
 
-  python benchmarks/bench_workflow.py run --cores 2 [--configfile config/config.yaml] DIR
-      runs the grid into DIR (snakemake --directory DIR) and prints its wall time, the sum of
+  python benchmarks/bench_workflow.py run --cores 2 [--configfile config/quick.yaml] DIR
+      runs the grid (config/config.yaml, the full comparison, with the given files read on top)
+      into DIR (snakemake --directory DIR) and prints its wall time, the sum of
       its jobs' times (Snakemake's benchmark files: every job, process start included), their
       ratio (the parallel speed-up; the core count is the ideal) and the parallel efficiency;
-  python benchmarks/bench_workflow.py estimate [--configfile config/paper.yaml] [--cores 2]
+  python benchmarks/bench_workflow.py estimate [--configfile config/quick.yaml] [--cores 2]
       measures each (env, method) of the grid's training rate (env steps per CPU second, a
       short run at the grid's own settings: envs, network, batch shape) and the fixed cost of
       one job (process start, imports, MLflow), then prints per-job estimates and the grid's
-      CPU-hours; with --cores, the wall time that many cores would need at best.
+      CPU-hours; with --cores, the wall time that many cores would need at best; with
+      --rates-out FILE, writes the measured rates in the layout of trpo_bench/presets/rates.yaml
+      (the table from which `snakemake` prints its estimate before a grid runs).
 
 CPU time, not wall time, is measured for the rates: steadier on a machine that others share.
 """
@@ -37,11 +40,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_grid(configfiles: list[str]) -> dict:
-    """config/config.yaml with the given files read on top (as Snakemake merges them)."""
+    """config/config.yaml (the full comparison) with the given files read on top (as Snakemake
+    merges them)."""
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     for path in configfiles:
         update_config(cfg, yaml.safe_load(Path(path).read_text()))
     return cfg
+
+
+def grid_name(configfiles: list[str]) -> str:
+    """config/config.yaml is the full comparison; the others are read on top of it."""
+    return " + ".join(["config/config.yaml", *configfiles]) if configfiles else "(full) config.yaml"
 
 
 def run_grid(args: argparse.Namespace) -> None:
@@ -56,7 +65,7 @@ def run_grid(args: argparse.Namespace) -> None:
     jobs = [pd.read_csv(p, sep="\t") for p in sorted(results.glob("benchmarks/**/*.tsv"))]
     table = pd.concat(jobs, ignore_index=True)
     total = table["s"].sum()
-    print(f"grid {args.configfile or ['config/config.yaml']} with --cores {args.cores}:")
+    print(f"grid {grid_name(args.configfile)} with --cores {args.cores}:")
     print(f"  wall time of `snakemake` (DAG, all jobs):   {wall:9.1f} s ({wall / 60:.1f} min)")
     print(
         f"  sum of the {len(table)} jobs' wall times:        {total:9.1f} s ({total / 60:.1f} min)"
@@ -135,7 +144,7 @@ def estimate(args: argparse.Namespace) -> None:
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print(per.round(1).to_string())
     total = table["job_cpu_s"].sum()
-    print(f"grid {args.configfile or ['config/config.yaml']}: {len(table)} train jobs")
+    print(f"grid {grid_name(args.configfile)}: {len(table)} train jobs")
     print(f"  estimated CPU time of the train jobs: {total:,.0f} s = {total / 3600:,.1f} CPU-hours")
     if args.cores:
         longest = table["job_cpu_s"].max()
@@ -146,6 +155,13 @@ def estimate(args: argparse.Namespace) -> None:
         )
     if math.isfinite(total) and args.csv:
         table.to_csv(args.csv, index=False)
+    if args.rates_out:
+        envs: dict[str, dict[str, int]] = {}
+        for (env, method), rate in rates.items():
+            envs.setdefault(env, {})[method] = round(rate)
+        text = yaml.safe_dump({"fixed_cost_s": round(overhead, 1), "envs": envs}, sort_keys=False)
+        Path(args.rates_out).write_text(text)
+        print(f"  rates written to {args.rates_out} (trpo_bench/presets/rates.yaml's layout)")
 
 
 def main() -> None:
@@ -161,6 +177,7 @@ def main() -> None:
     e.add_argument("--cap", type=int, default=20_000, help="steps per measured iteration")
     e.add_argument("--cap-classic", type=int, default=10_000, help="the same, cheap envs")
     e.add_argument("--csv", default="", help="write the per-job estimates here")
+    e.add_argument("--rates-out", default="", help="write the measured rates here (YAML)")
     args = ap.parse_args()
     {"run": run_grid, "estimate": estimate}[args.command](args)
 

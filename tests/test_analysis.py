@@ -58,10 +58,31 @@ def _summary(status="completed", final=10.0, average=5.0):
 
 def test_run_figures_status():
     assert analysis.run_figures(None)["status"] == "missing"
-    assert analysis.run_figures(_summary())["status"] == "completed"
-    assert analysis.run_figures(_summary(status="failed"))["status"] == "failed"
+    assert analysis.run_figures(_summary(), "train")["status"] == "completed"
+    assert analysis.run_figures(_summary(status="failed"), "train")["status"] == "failed"
     # summary.json writes NaN as null: completed, but no episode ever ended
-    assert analysis.run_figures(_summary(final=None))["status"] == "no-return"
+    assert analysis.run_figures(_summary(final=None), "train")["status"] == "no-return"
+    # the evaluation yardstick (the default): a run without an evaluation has no return
+    assert analysis.run_figures(_summary())["status"] == "no-return"
+
+
+def test_run_figures_use_the_chosen_yardstick_and_keep_the_other():
+    summary = {**_summary(), "final_eval_return": 42.0, "average_eval_return": 21.0}
+    summary["final_forward_reward"] = 7.0
+    by_eval = analysis.run_figures(summary)
+    assert (by_eval["final_return"], by_eval["average_return"]) == (42.0, 21.0)
+    assert (by_eval["final_train_return"], by_eval["average_train_return"]) == (10.0, 5.0)
+    assert by_eval["final_forward_reward"] == 7.0
+    by_train = analysis.run_figures(summary, "train")
+    assert (by_train["final_return"], by_train["average_return"]) == (10.0, 5.0)
+
+
+def test_budget_is_shown_as_a_share_of_the_papers():
+    # Table 2: hopper 200 iterations x 1M steps
+    assert analysis.paper_budget("Hopper-v5") == 200_000_000
+    assert analysis.budget_text("Hopper-v5", 300_000) == "300K steps (0.15% of the paper's 200M)"
+    assert analysis.budget_text("Swimmer-v5", 5e6) == "5M steps (50% of the paper's 10M)"
+    assert analysis.budget_text("Hopper-v5", math.nan) == ""
 
 
 def _runs(rows):
@@ -197,10 +218,30 @@ def test_load_runs_reads_run_folders(tmp_path):
         {"env": "E", "method": "a", "variant": "a", "seed": 0, "folder": str(done)},
         {"env": "E", "method": "a", "variant": "a", "seed": 1, "folder": str(tmp_path / "gone")},
     ]
-    runs, progress = analysis.load_runs(planned)
+    runs, progress = analysis.load_runs(planned, "train")
     assert list(runs["status"]) == ["completed", "missing"]
     assert runs["final_return"].iloc[0] == 7.0
     assert list(progress["return_mean"]) == [1.0, 7.0] and set(progress["seed"]) == {0}
+
+
+def test_load_runs_reads_the_evaluation_curve_where_it_was_measured(tmp_path):
+    done = tmp_path / "done"
+    done.mkdir()
+    summary = {**_summary(final=7.0), "final_eval_return": 9.0, "average_eval_return": 8.0}
+    (done / "summary.json").write_text(json.dumps(summary))
+    pd.DataFrame(
+        {
+            "iteration": [0, 1, 2],
+            "env_steps": [10, 20, 30],
+            "return_mean": [1.0, 7.0, 8.0],
+            "eval_return_mean": [math.nan, 7.5, 9.0],  # evaluated every 2 and after the last
+        }
+    ).to_csv(done / "progress.csv", index=False)
+    planned = [{"env": "E", "method": "a", "variant": "a", "seed": 0, "folder": str(done)}]
+    runs, progress = analysis.load_runs(planned)
+    assert runs["final_return"].iloc[0] == 9.0 and runs["final_train_return"].iloc[0] == 7.0
+    assert list(progress["iteration"]) == [1, 2]
+    assert list(progress["return_mean"]) == [7.5, 9.0]
 
 
 def test_plots_draw_one_line_per_method_with_its_best_variant(tmp_path):

@@ -26,31 +26,82 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trpo_bench.config import load_preset
 from trpo_bench.grid import format_value
 
 RUN_KEYS = ["env", "method", "variant"]
 STATUS_DONE = "completed"
 
+QUICK_LOOK_SHARE = 0.1
+"""Below this share of the paper's sample budget, a comparison table says it is a quick look."""
+
+# The yardsticks a table can use (the grid's ``analysis.metric``): each names the summary.json
+# figures that become the table's "final" and "average" return and the progress.csv column of
+# the learning curves.
+YARDSTICKS: dict[str, dict[str, str]] = {
+    "eval": {
+        "final": "final_eval_return",
+        "average": "average_eval_return",
+        "curve": "eval_return_mean",
+        "label": "evaluation return (the policy acting deterministically on fixed seeds, "
+        "trpo_bench.evaluation; the same protocol for every method)",
+    },
+    "train": {
+        "final": "final_return",
+        "average": "average_return",
+        "curve": "return_mean",
+        "label": "training return (the episodes of each iteration's batch: a gradient "
+        "method's stochastic policy, a search's mean acting deterministically)",
+    },
+}
+# Every figure a run's summary.json gives the analysis (claims may name any of them).
+RUN_FIGURES = (
+    "final_return",
+    "average_return",
+    "best_return",
+    "final_eval_return",
+    "average_eval_return",
+    "best_eval_return",
+    "final_eval_sampled_return",
+    "final_forward_reward",
+    "final_x_distance",
+    "env_steps",
+    "wall_time_s",
+)
+
 
 # --- reading run folders (the only I/O here) --------------------------------------------------
 
 
-def load_runs(planned: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_runs(
+    planned: Iterable[Mapping[str, Any]], metric: str = "eval"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read each planned run's folder: one row per run, and the stacked progress rows.
 
     ``planned`` holds records with env, method, variant, seed, sweep and folder
     (``trpo_bench.grid.expected_runs_records``). A run without ``summary.json`` is ``missing``.
+    ``metric`` picks the yardstick (:data:`YARDSTICKS`): its figures become the runs'
+    ``final_return`` and ``average_return`` and its progress column the curves'
+    ``return_mean`` (rows without a value, e.g. iterations between evaluations, are left out);
+    the training figures stay available as ``final_train_return`` and
+    ``average_train_return``.
     """
+    yardstick = YARDSTICKS[metric]
     rows, curves = [], []
     for rec in planned:
         folder = Path(rec["folder"])
         summary_path, progress_path = folder / "summary.json", folder / "progress.csv"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-        rows.append({**_run_key(rec), **run_figures(summary)})
+        rows.append({**_run_key(rec), **run_figures(summary, metric)})
         if summary is not None and progress_path.exists():
             progress = pd.read_csv(progress_path)
-            cols = [c for c in ("iteration", "env_steps", "return_mean") if c in progress]
-            curves.append(progress[cols].assign(**_run_key(rec)))
+            if yardstick["curve"] not in progress:
+                continue
+            progress = progress[["iteration", "env_steps", yardstick["curve"]]].rename(
+                columns={yardstick["curve"]: "return_mean"}
+            )
+            progress = progress[np.isfinite(progress["return_mean"].to_numpy(float))]
+            curves.append(progress.assign(**_run_key(rec)))
     runs = pd.DataFrame(rows)
     progress = (
         pd.concat(curves, ignore_index=True)
@@ -70,34 +121,57 @@ def _run_key(rec: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_figures(summary: Mapping[str, Any] | None) -> dict[str, Any]:
-    """One run's status and figures from its summary.json (``None``: the run is missing)."""
-    nan = math.nan
-    if summary is None:
-        return {
-            "status": "missing",
-            "final_return": nan,
-            "average_return": nan,
-            "best_return": nan,
-            "env_steps": nan,
-            "wall_time_s": nan,
-        }
+def run_figures(summary: Mapping[str, Any] | None, metric: str = "eval") -> dict[str, Any]:
+    """One run's status and figures from its summary.json (``None``: the run is missing).
+
+    ``final_return`` and ``average_return`` are the ``metric`` yardstick's (:data:`YARDSTICKS`);
+    every figure of :data:`RUN_FIGURES` is kept, the training ones as ``*_train_return``.
+    """
+    summary = summary or {}
 
     def num(key: str) -> float:
         value = summary.get(key)
-        return float(value) if value is not None else nan
+        return float(value) if value is not None else math.nan
 
-    status = str(summary.get("status", "unknown"))
-    figures = {
-        "final_return": num("final_return"),
-        "average_return": num("average_return"),
-        "best_return": num("best_return"),
-        "env_steps": num("env_steps"),
-        "wall_time_s": num("wall_time_s"),
-    }
+    figures = {key: num(key) for key in RUN_FIGURES}
+    figures["final_train_return"] = figures["final_return"]
+    figures["average_train_return"] = figures["average_return"]
+    yardstick = YARDSTICKS[metric]
+    figures["final_return"] = num(yardstick["final"])
+    figures["average_return"] = num(yardstick["average"])
+    status = str(summary.get("status", "unknown")) if summary else "missing"
     if status == STATUS_DONE and not math.isfinite(figures["final_return"]):
         status = "no-return"  # completed, but no episode ever ended: nothing to average
     return {"status": status, **figures}
+
+
+def paper_budget(env: str) -> int | None:
+    """The env steps of one run at the paper's budget (``--preset paper``: Table 2's for
+    swimmer, hopper and walker, Table 3's single path for Atari, ours for cart-pole)."""
+    paper = (load_preset("envs").get(env) or {}).get("paper") or {}
+    if "iterations" not in paper or "steps_per_iter" not in paper:
+        return None
+    return int(paper["iterations"]) * int(paper["steps_per_iter"])
+
+
+def budget_text(env: str, env_steps: float) -> str:
+    """A run's budget as a share of the paper's: ``250K steps (0.6% of the paper's)``."""
+    if not math.isfinite(env_steps):
+        return ""
+    text = f"{_steps(env_steps)} steps"
+    paper = paper_budget(env)
+    if paper:
+        share = 100.0 * env_steps / paper
+        digits = 0 if share >= 10 else 1 if share >= 1 else 2
+        text += f" ({share:.{digits}f}% of the paper's {_steps(paper)})"
+    return text
+
+
+def _steps(n: float) -> str:
+    for unit, size in (("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
 
 
 # --- statistics ---------------------------------------------------------------------------------
@@ -350,10 +424,10 @@ def _num(v: Any, digits: int = 1) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:,.{digits}f}"
 
 
-def _with_ci(mean: Any, low: Any, high: Any) -> str:
-    text = _num(mean)
+def _with_ci(mean: Any, low: Any, high: Any, digits: int = 1) -> str:
+    text = _num(mean, digits)
     if text and not math.isnan(low):
-        text += f" [{_num(low)}, {_num(high)}]"
+        text += f" [{_num(low, digits)}, {_num(high, digits)}]"
     return text
 
 
@@ -363,9 +437,11 @@ def to_markdown(
     reference: Mapping[str, Any],
     confidence: float = 0.95,
     title: str = "trpo-bench comparison",
+    metric: str = "eval",
 ) -> str:
-    """The comparison table as a Markdown document: what each column means, the sweeps'
-    choices, every run that is missing or failed, and the published numbers' sources."""
+    """The comparison table as a Markdown document: the yardstick and each run's budget as a
+    share of the paper's, what each column means, the sweeps' choices, every run that is
+    missing or failed, and the published numbers' sources."""
     pct = f"{confidence:.0%}"
     shown = pd.DataFrame(
         {
@@ -393,7 +469,9 @@ def to_markdown(
                     strict=True,
                 )
             ],
-            "env steps": [_num(v, 0) for v in table["env_steps"]],
+            "budget per run": [
+                budget_text(env, v) for env, v in zip(table["env"], table["env_steps"], strict=True)
+            ],
             "wall time (s)": [_num(v, 0) for v in table["wall_time_s"]],
             "published": table["published"].fillna(""),
             "notes": [
@@ -404,6 +482,20 @@ def to_markdown(
     )
     bad = problems(runs)
     lines = [f"# {title}", ""]
+    shares = [
+        v / b
+        for env, v in zip(table["env"], table["env_steps"], strict=True)
+        if (b := paper_budget(env)) and math.isfinite(v)
+    ]
+    if shares and max(shares) < QUICK_LOOK_SHARE:
+        lines += [
+            f"**A quick look, not the paper's experiment: every run here had at most "
+            f"{100 * max(shares):.2g}% of the paper's sample budget** (column `budget per run`). "
+            "An ordering of methods at such budgets says nothing about the paper's claims; "
+            "`claims.md` decides them with statistics, and says `undecided` where these runs "
+            "cannot.",
+            "",
+        ]
     if len(bad):
         lines += [
             f"**{len(bad)} of {len(runs)} planned runs did not complete with a return; the means "
@@ -416,9 +508,10 @@ def to_markdown(
             "",
         ]
     lines += [
+        f"Yardstick: the {YARDSTICKS[metric]['label']}. "
         f"Mean over completed seeds with a {pct} percentile bootstrap interval over seeds. "
-        "Final return: the last iteration's average episode return. Average return: the mean "
-        "over all iterations (rllab's metric). Env steps and wall time: per run. A swept "
+        "Final return: the final policy's. Average return: the mean over all measurements "
+        "during training (rllab's metric). Budget and wall time: per run. A swept "
         "method shows its best value per env (as the paper kept the best natural-gradient "
         "step size); `notes` names it and the values tried.",
         "",
@@ -433,3 +526,87 @@ def to_markdown(
         lines += [f"- `{s}`: {sources[s]}" for s in sources if s in used]
         lines.append("")
     return "\n".join(lines)
+
+
+# --- the claims' inputs -------------------------------------------------------------------------
+
+
+def claim_scores(runs: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """One row per completed run of the variant each (env, method) is shown with in ``table``
+    (a swept method's best value, as the paper kept the natural gradient's best step size):
+    env, method, seed and every figure of :data:`RUN_FIGURES` (``trpo_bench.claims`` input)."""
+    shown = {
+        (row.env, row.method): row.variant
+        for row in table.itertuples(index=False)
+        if isinstance(row.variant, str) and row.variant
+    }
+    done = runs[runs["status"] == STATUS_DONE]
+    keep = [
+        shown.get((e, m)) == v
+        for e, m, v in zip(done["env"], done["method"], done["variant"], strict=True)
+    ]
+    columns = [
+        "env",
+        "method",
+        "seed",
+        *[c for c in done.columns if c not in (*RUN_KEYS, "seed", "sweep", "status")],
+    ]
+    return done.loc[keep, columns].reset_index(drop=True)
+
+
+def budgets(runs: pd.DataFrame, envs: Sequence[str]) -> dict[str, float]:
+    """Per env, the mean env steps of its completed runs (NaN if none)."""
+    done = runs[runs["status"] == STATUS_DONE]
+    return {env: float(done.loc[done["env"] == env, "env_steps"].mean()) for env in envs}
+
+
+def claims_note(runs: pd.DataFrame, envs: Sequence[str]) -> str:
+    """What the claims were decided at: each env's budget per run as a share of the paper's,
+    and a plain warning when every budget is a small share of it (a quick look)."""
+    per_env = budgets(runs, envs)
+    parts = [f"{env}: {budget_text(env, v)}" for env, v in per_env.items() if math.isfinite(v)]
+    text = "Budget per run: " + ("; ".join(parts) if parts else "no completed run") + "."
+    shares = [v / b for env, v in per_env.items() if (b := paper_budget(env)) and math.isfinite(v)]
+    if shares and max(shares) < QUICK_LOOK_SHARE:
+        text = (
+            f"**A quick look: every run had at most {100 * max(shares):.2g}% of the paper's "
+            "sample budget. A verdict here is about these budgets; where the runs cannot "
+            "separate the methods it says `undecided`, never an ordering.** " + text
+        )
+    return text
+
+
+def iqm_markdown(iqm: pd.DataFrame, metric: str, normalization: Mapping[str, Any]) -> str:
+    """The aggregate table: each method's interquartile mean of normalised scores."""
+    if iqm.empty:
+        return "## Aggregate over envs\n\nNo run of an env with normalisation references.\n"
+    shown = pd.DataFrame(
+        {
+            "method": iqm["method"],
+            "IQM of normalised score [CI]": [
+                _with_ci(m, lo, hi, 2)
+                for m, lo, hi in zip(iqm["iqm"], iqm["ci_low"], iqm["ci_high"], strict=True)
+            ],
+            "runs": iqm["runs"],
+        }
+    )
+    refs = "; ".join(
+        f"{env}: {v['random']:g} / {v['best']:g} ({v.get('best_source', '')})"
+        for env, v in normalization.items()
+    )
+    return "\n".join(
+        [
+            "## Aggregate over envs",
+            "",
+            f"`{metric}` normalised per env, random = 0 and the best published TRPO-family "
+            "return = 1 (`config/reference.yaml`, `normalization`), then the interquartile mean "
+            "over every (env, seed) run of a method, with a stratified bootstrap interval "
+            "(seeds redrawn within each env). Only methods run on the same envs compare by it. "
+            "The performance profile (`plots/performance_profile.png`) shows the whole "
+            "distribution.",
+            "",
+            markdown_table(shown),
+            "",
+            f"Random / best per env: {refs}.",
+        ]
+    )

@@ -220,6 +220,21 @@ def checked_runs(cfg: Mapping[str, Any]) -> list[Run]:
     return runs
 
 
+def check_grid_claims(cfg: Mapping[str, Any]) -> None:
+    """Check the grid's ``claims`` (``trpo_bench.claims``) against the registries and the run
+    figures; a claim about an env or method this grid does not run is allowed (it is reported
+    undecided), a misspelt one is not. Raises one ConfigError."""
+    from trpo_bench.analysis import RUN_FIGURES
+    from trpo_bench.claims import check_claims
+    from trpo_bench.envs import ENV_SPECS
+    from trpo_bench.methods import METHODS
+
+    metrics = [*RUN_FIGURES, "final_train_return", "average_train_return"]
+    problems = check_claims(cfg.get("claims", []), list(ENV_SPECS), list(METHODS), metrics)
+    if problems:
+        raise ConfigError("claims: " + "; ".join(problems))
+
+
 def resources_for(cfg: Mapping[str, Any], env: str) -> dict[str, int]:
     """threads, mem_mb and runtime (minutes) of a training job on ``env``: the ``resources``
     entry of the env id, else of its family (``trpo_bench.envs.ENV_SPECS``)."""

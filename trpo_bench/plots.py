@@ -20,6 +20,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
+from trpo_bench.analysis import budget_text
+
 FORMATS = ("png", "pdf")
 
 
@@ -51,6 +53,7 @@ def plot_env(
     env: str,
     colors: dict[str, str],
     label_sweeps: bool = True,
+    ylabel: str = "evaluation return",
 ) -> int:
     """Draw ``env``'s curves on ``ax``: one line per method (a swept method at its best value,
     in the label when ``label_sweeps``), its CI as a band. Returns the number of lines."""
@@ -73,10 +76,13 @@ def plot_env(
         ax.text(0.02, 0.98, "\n".join(swept), transform=ax.transAxes, va="top", fontsize="x-small")
     if not lines:
         ax.text(0.5, 0.5, "no completed runs", ha="center", va="center", transform=ax.transAxes)
-    ax.set_title(env)
+    # The budget as a share of the paper's, so that a quick look says it is one.
+    steps = curves.loc[curves["env"] == env, "env_steps"]
+    budget = budget_text(env, float(steps.max())) if len(steps) else ""
+    ax.set_title(f"{env}\n{budget}" if budget else env, fontsize="medium")
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 50k, 1M
     ax.set_xlabel("env steps")
-    ax.set_ylabel("average episode return")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     return lines
 

@@ -68,3 +68,57 @@ rule plots:
         confidence=config["analysis"]["confidence"],
     script:
         "../scripts/plots.py"
+
+
+# The paper's claims (the grid's `claims`), decided over seeds by trpo_bench.claims: verdicts,
+# every comparison behind them, the IQM of normalised scores and a performance profile.
+rule claims:
+    input:
+        runs=TABLES["runs"],
+        comparison=TABLES["comparison"],
+        reference=REFERENCE,
+    output:
+        markdown=report(CLAIMS["markdown"], category="Claims", caption="../report/claims.rst"),
+        verdicts=CLAIMS["verdicts"],
+        comparisons=CLAIMS["comparisons"],
+        iqm=CLAIMS["iqm"],
+        profile=[
+            report(
+                f"{CLAIMS['profile']}.{fmt}", category="Claims", caption="../report/claims.rst"
+            )
+            for fmt in ("png", "pdf")
+        ],
+    log:
+        f"{RESULTS}/logs/claims.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/claims.tsv"
+    params:
+        claims=config.get("claims", []),
+        envs=ENVS,
+        methods=list(dict.fromkeys(r.method for r in RUNS)),
+        analysis=config["analysis"],
+        profile_stem=CLAIMS["profile"],
+        title=f"The paper's claims: {config['experiment']}",
+    script:
+        "../scripts/claims.py"
+
+
+# The committed report of a real run (a grid with `reproduction: <folder>`, config/claims.yaml):
+# README.md claim by claim, with the tables and PNG figures beside it.
+rule reproduction:
+    input:
+        claims=list(CLAIMS.values())[:-1],
+        profile=f"{CLAIMS['profile']}.png",
+        tables=list(TABLES.values()),
+        plots=PLOTS,
+    output:
+        page=f"{config.get('reproduction', 'docs/reproduction')}/README.md",
+    log:
+        f"{RESULTS}/logs/reproduction.log",
+    params:
+        results=RESULTS,
+        envs=ENVS,
+        grid_file=config.get("reproduction_grid", "config/claims.yaml"),
+        command="snakemake --cores all --configfile config/claims.yaml",
+    script:
+        "../scripts/reproduction.py"

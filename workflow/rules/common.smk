@@ -27,6 +27,13 @@ TABLES = {
     "markdown": f"{RESULTS}/tables/comparison.md",
     "curves": f"{RESULTS}/tables/curves.csv",
 }
+CLAIMS = {
+    "markdown": f"{RESULTS}/tables/claims.md",
+    "verdicts": f"{RESULTS}/tables/claims.csv",
+    "comparisons": f"{RESULTS}/tables/claims_comparisons.csv",
+    "iqm": f"{RESULTS}/tables/iqm.csv",
+    "profile": f"{RESULTS}/plots/performance_profile",
+}
 PLOT_STEMS = [f"{RESULTS}/plots/{env_slug(env)}" for env in ENVS] + [f"{RESULTS}/plots/figure4"]
 PLOTS = [f"{stem}.{fmt}" for stem in PLOT_STEMS for fmt in ("png", "pdf")]
 MLFLOW_STORE = f"{RESULTS}/mlflow_experiment.json"

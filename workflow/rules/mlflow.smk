@@ -26,6 +26,7 @@ rule mlflow_summary:
         store=MLFLOW_STORE,
         tables=list(TABLES.values()),
         plots=PLOTS,
+        claims=[*list(CLAIMS.values())[:-1], f"{CLAIMS['profile']}.png"],
     output:
         MLFLOW_SUMMARY,
     log:

@@ -16,7 +16,8 @@ conf, samples, seed = opts["confidence"], opts["bootstrap_samples"], opts["boots
 with open(sm.input.reference) as f:
     reference = yaml.safe_load(f) or {}
 
-runs, progress = analysis.load_runs(sm.params.planned)
+metric = opts.get("metric", "eval")
+runs, progress = analysis.load_runs(sm.params.planned, metric)
 summary = analysis.summarize(runs, conf, samples, seed)
 best = analysis.select_best(summary, by=opts["select_by"])
 table = analysis.comparison(best, reference, sm.params.envs)
@@ -27,7 +28,7 @@ summary.to_csv(sm.output.summary, index=False)
 table.to_csv(sm.output.comparison, index=False)
 curves.to_csv(sm.output.curves, index=False)
 with open(sm.output.markdown, "w") as f:
-    f.write(analysis.to_markdown(table, runs, reference, conf, sm.params.title))
+    f.write(analysis.to_markdown(table, runs, reference, conf, sm.params.title, metric))
 
 bad = analysis.problems(runs)
 logging.info("%d planned runs, %d not completed with a return", len(runs), len(bad))

@@ -40,7 +40,7 @@ run_id = log_summary_run(
     "summary",
     params=params,
     metrics=metrics,
-    artifacts={"tables": sm.input.tables, "plots": sm.input.plots},
+    artifacts={"tables": sm.input.tables, "plots": sm.input.plots, "claims": sm.input.claims},
 )
 with open(sm.output[0], "w") as f:
     json.dump(

@@ -1,0 +1,107 @@
+"""The grid's time estimate (trpo_bench.estimate): measured rates in, CPU-hours and wall out."""
+
+import subprocess
+import sys
+
+import pytest
+
+from trpo_bench.estimate import (
+    Rates,
+    estimate_grid,
+    load_rates,
+    schedule_wall_s,
+    summary_lines,
+)
+from trpo_bench.grid import expand_grid
+
+# Two envs of one family, one method each, one seed: every figure below is worked out by hand.
+GRID = {
+    "envs": ["Hopper-v5", "Walker2d-v5"],
+    "methods": ["trpo-single-path"],
+    "seeds": [0],
+    "preset": "quick",
+    "experiment": "x",
+    "resources": {"mujoco": {"threads": 1, "mem_mb": 1000, "runtime": 10}},
+}
+RATES = Rates(
+    fixed_cost_s=5.0,
+    envs={"Hopper-v5": {"trpo-single-path": 100.0}},
+    families={"mujoco": {"default": 50.0}},
+)
+FAMILIES = {"Hopper-v5": "mujoco", "Walker2d-v5": "mujoco"}
+BUDGETS = {"Hopper-v5": 10 * 26_950, "Walker2d-v5": 10 * 6_975}  # iterations x steps_per_iter
+
+
+def estimate(cfg=GRID):
+    return estimate_grid(
+        cfg, expand_grid(cfg), RATES, budget=lambda run: BUDGETS[run.env], families=FAMILIES
+    )
+
+
+def test_a_job_costs_its_steps_over_its_rate_plus_the_fixed_cost():
+    est = estimate()
+    hopper, walker = est.jobs
+    assert hopper.rate == 100.0 and walker.rate == 50.0  # Walker2d: the family's default
+    assert hopper.cpu_s == pytest.approx(269_500 / 100 + 5)  # 2,700 s
+    assert walker.cpu_s == pytest.approx(69_750 / 50 + 5)  # 1,400 s
+    assert est.cpu_s == pytest.approx(4_100)
+    assert est.longest_s == pytest.approx(2_700)
+    assert est.wall_s(1) == pytest.approx(4_100)
+    assert est.wall_s(2) == pytest.approx(2_700)  # at least the longest job
+
+
+def test_the_printed_lines_give_the_numbers():
+    (line,) = summary_lines(estimate(), 2, default_grid=True)
+    assert "2 training jobs" in line
+    assert "1.1 CPU-hours" in line  # 4,100 s
+    assert "the longest job 45 min" in line  # 2,700 s
+    assert "wall time on 2 cores: about 45 min" in line
+    (line,) = summary_lines(estimate(), 1, default_grid=True)
+    assert "on 1 core: about 68 min" in line
+
+
+def test_a_long_grid_says_it_is_the_full_comparison_and_names_the_quick_look():
+    long = {**GRID, "seeds": list(range(8))}  # 8 x 4,100 s = 9.1 h on one core
+    lines = summary_lines(estimate(long), 1, default_grid=True)
+    assert "9.1 CPU-hours" in lines[0] and "about 9.1 h" in lines[0]
+    assert "This is the full comparison" in lines[1]
+    assert "snakemake --cores all --configfile config/quick.yaml" in lines[1]
+    lines = summary_lines(estimate(long), 1, default_grid=False)
+    assert "full comparison" not in lines[1] and "config/quick.yaml" in lines[1]
+    # the same grid on a cluster, 16 jobs at once: the longest job bounds it
+    (line,) = summary_lines(estimate(long), 1, jobs_at_once=16, default_grid=False)
+    assert "with 16 jobs at once: about 45 min" in line
+
+
+def test_rates_fall_back_from_the_pair_to_the_family_method_to_the_family_default():
+    rates = Rates(1.0, {"A": {"m": 10.0}}, {"f": {"m": 20.0, "default": 30.0}})
+    assert rates.rate("A", "m", "f") == 10.0
+    assert rates.rate("B", "m", "f") == 20.0
+    assert rates.rate("B", "n", "f") == 30.0
+    with pytest.raises(KeyError, match="no rate"):
+        rates.rate("B", "n", "g")
+
+
+def test_longest_first_schedule_holds_a_jobs_threads():
+    assert schedule_wall_s([(10, 1), (6, 1), (4, 1)], 2) == 10
+    assert schedule_wall_s([(10, 2), (6, 1), (4, 1)], 2) == 16
+    assert schedule_wall_s([], 4) == 0
+
+
+def test_shipped_rates_cover_every_env_family_and_the_estimate_resolves_real_budgets():
+    from trpo_bench.envs import ENV_SPECS
+
+    rates = load_rates()
+    assert 4 < rates.fixed_cost_s < 10
+    for spec in ENV_SPECS.values():
+        assert "default" in rates.families[spec.family], spec.family
+    # The real budget: the quick preset's Hopper (iterations x steps_per_iter of build_config).
+    cfg = {**GRID, "overrides": [{"set": {"iterations": 3, "steps_per_iter": 1000}}]}
+    est = estimate_grid(cfg, expand_grid(cfg), rates)
+    assert [j.env_steps for j in est.jobs] == [3000, 3000]
+
+
+def test_importing_the_estimate_does_not_import_torch():
+    code = "import sys, trpo_bench.estimate; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
