@@ -74,6 +74,10 @@ include: "workflow/rules/mlflow.smk"
 
 rule all:
     input:
+        # Every run's files are targets too: a deleted run folder or progress.csv is brought
+        # back (the train job resumes from its checkpoint), not ignored as an intermediate.
+        all_run_files("summary.json"),
+        all_run_files("progress.csv"),
         list(TABLES.values()),
         PLOTS,
         CLAIMS["markdown"],

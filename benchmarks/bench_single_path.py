@@ -38,7 +38,11 @@ def main() -> None:
 
     raw_before = raw_gymnasium_rate(args.env, args.steps // 2)
     over = {"steps_per_iter": args.steps, "iterations": args.iters}
-    train_time, _, run = timed_train(args.env, "trpo-single-path", over)
+    train_time, progress, run = timed_train(args.env, "trpo-single-path", over)
+    # The evaluation protocol's episodes (after the last iteration) are not training samples:
+    # their time is taken out of the training rate and shown apart.
+    eval_time = float(progress["eval_protocol_time_s"].sum())
+    train_time -= eval_time
     cfg = build_config(args.env, "trpo-single-path", layers=[("bench", over)])
     summary = {"env_steps": run["env_steps"]}
     raw_after = raw_gymnasium_rate(args.env, args.steps // 2)
@@ -80,6 +84,10 @@ def main() -> None:
     print(
         f"TRPO single path training rate:          {train_rate:,.0f} steps/s "
         f"(incl. updates, {train_time:.1f}s)"
+    )
+    print(
+        f"evaluation protocol (not in env_steps): {eval_time:.1f}s for "
+        f"{int(progress['eval_env_steps'].sum()):,} steps"
     )
     print(f"RATIO training / raw = {train_rate / raw:.2f}   (target >= 0.8)")
     print(f"full-batch policy gradient: {pg * 1e3:.1f} ms; TRPO update: {step * 1e3:.1f} ms")

@@ -271,3 +271,70 @@ def test_plots_draw_one_line_per_method_with_its_best_variant(tmp_path):
     assert len(ax.collections) == 2  # one CI band per line
     paths = plots.save(plots.grid_figure(curves, table, ["E"]), tmp_path / "grid")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size for p in paths)
+
+
+def test_load_runs_names_an_unreadable_run_and_reads_the_others(tmp_path):
+    good, truncated, garbled = (tmp_path / n for n in ("good", "truncated", "garbled"))
+    summary = {**_summary(final=7.0), "final_eval_return": 9.0, "average_eval_return": 8.0}
+    for folder in (good, truncated, garbled):
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps(summary))
+        pd.DataFrame(
+            {"iteration": [0], "env_steps": [10], "return_mean": [1.0], "eval_return_mean": [9.0]}
+        ).to_csv(folder / "progress.csv", index=False)
+    (truncated / "summary.json").write_text(json.dumps(summary)[:40])
+    (garbled / "progress.csv").write_text("iteration,env_steps,eval_return_mean\n0,10,abc\n")
+    planned = [
+        {"env": "E", "method": "a", "variant": "a", "seed": i, "folder": str(f)}
+        for i, f in enumerate((good, truncated, garbled))
+    ]
+    runs, progress = analysis.load_runs(planned)
+    assert list(runs["status"]) == ["completed", "unreadable", "unreadable"]
+    assert "truncated/summary.json is not valid JSON" in runs["problem"].iloc[1]
+    assert "garbled/progress.csv holds a non-numeric value" in runs["problem"].iloc[2]
+    assert list(progress["seed"]) == [0]  # the readable run's curve is kept
+    bad = analysis.problems(runs)
+    assert bad["status"].iloc[0].startswith("unreadable (ValueError: ")
+    table = analysis.summarize(runs, 0.95, 100, 0)
+    assert table["seeds_done"].iloc[0] == 1 and table["final_return_mean"].iloc[0] == 9.0
+
+
+def _curves_and_table(envs, methods):
+    rows, runs = [], []
+    for env in envs:
+        for i, method in enumerate(methods):
+            for it in range(3):
+                rows.append(
+                    {"env": env, "method": method, "variant": method, "iteration": it,
+                     "env_steps": 1e5 * (it + 1), "return_mean": float(i),
+                     "return_ci_low": i - 0.5, "return_ci_high": i + 0.5, "seeds": 2}
+                )  # fmt: skip
+            runs += [(env, method, method, s, "completed", float(i), 1.0) for s in (0, 1)]
+    best = analysis.select_best(analysis.summarize(_runs(runs), 0.95, 100, 0))
+    return pd.DataFrame(rows), analysis.comparison(best, REFERENCE, list(envs))
+
+
+def test_figure4_is_the_papers_four_panels_with_the_papers_methods():
+    envs = ["InvertedPendulum-v5", "Swimmer-v5", "Hopper-v5", "Walker2d-v5", "Pong-v5"]
+    methods = ["trpo-single-path", "cem", "vpg", "trpo-gae"]
+    curves, table = _curves_and_table(envs, methods)
+    fig = plots.figure4(curves, table, envs)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title().split("\n")[0] for ax in visible] == envs[:4]  # no Pong panel
+    for ax in visible:
+        assert [line.get_label() for line in ax.get_lines()] == ["trpo-single-path", "cem"]
+        assert "of the paper's" in ax.get_title()  # the budget as a share of the paper's
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["trpo-single-path", "cem"]
+
+
+def test_per_env_figure_shows_every_method_with_the_legend_outside_the_axes():
+    methods = ["trpo-single-path", "trpo-vine", "natural-gradient", "max-kl", "empirical-fim",
+               "trpo-gae", "vpg", "cem", "cma-es", "rwr"]  # fmt: skip
+    curves, table = _curves_and_table(["Hopper-v5"], methods)
+    fig = plots.env_figure(curves, table, "Hopper-v5")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) == 10 and ax.get_legend() is None
+    legend = fig.legends[0].get_window_extent()
+    axes = ax.get_window_extent()
+    assert legend.x0 >= axes.x1  # to the right of the axes: it covers no curve

@@ -22,7 +22,7 @@ from trpo_bench.policies import make_policy
 from trpo_bench.trainer import load_policy, train
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMING = ["wall_time_s", "eval_time_s", "update_time_s"]
+TIMING = ["wall_time_s", "eval_time_s", "update_time_s", "eval_protocol_time_s"]
 IP = "InvertedPendulum-v5"
 
 

@@ -18,7 +18,7 @@ from trpo_bench.sampling import sample_single_path
 from trpo_bench.steps import trpo_step
 from trpo_bench.trainer import build_learner, iteration_generator, train
 
-TIMING = ["wall_time_s", "sample_time_s", "update_time_s"]
+TIMING = ["wall_time_s", "sample_time_s", "update_time_s", "eval_protocol_time_s"]
 RUN = dict(env="CartPole-v1", iterations=10, steps_per_iter=3000, num_envs=2, seed=5)
 
 

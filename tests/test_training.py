@@ -9,7 +9,7 @@ from trpo_bench.cli import main
 from trpo_bench.config import build_config
 from trpo_bench.trainer import load_policy, train
 
-TIMING = ["wall_time_s", "sample_time_s", "update_time_s"]
+TIMING = ["wall_time_s", "sample_time_s", "update_time_s", "eval_protocol_time_s"]
 
 
 def _run(tmp_path, name, env="CartPole-v1", **over):

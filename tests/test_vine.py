@@ -22,7 +22,7 @@ from trpo_bench.vine import (
     vine_plan,
 )
 
-TIMING = ["wall_time_s", "sample_time_s", "update_time_s"]
+TIMING = ["wall_time_s", "sample_time_s", "update_time_s", "eval_protocol_time_s"]
 
 
 def _cfg(env, **over):

@@ -5,6 +5,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -457,3 +458,18 @@ def test_entries_may_name_lists_of_envs_and_methods():
         ("Hopper-v5", "trpo-single-path"),
     }
     assert all(dict(r.settings)["iterations"] == 7 for r in runs)
+
+
+def test_a_deleted_run_file_is_brought_back_not_ignored(smoke, tmp_path):
+    # Run folders are targets of `all`: with the tables up to date, a deleted progress.csv or
+    # a whole deleted run folder still plans exactly that run's train job (and the tables).
+    work = tmp_path / "copy"
+    shutil.copytree(smoke["dir"], work, symlinks=True)
+    res = work / grid_config("smoke")["results"]
+    (res / "runs/CartPole-v1/cem/seed0/progress.csv").unlink()
+    shutil.rmtree(res / "runs/InvertedPendulum-v5/vpg/seed0")
+    result = snakemake("-n", "--configfile", "config/smoke.yaml", cwd=work, timeout=300)
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = result.stdout + result.stderr
+    planned = set(re.findall(r"wildcards: env=([^,\s]+), variant=([^,\s]+), seed=(\d+)", out))
+    assert planned == {("CartPole-v1", "cem", "0"), ("InvertedPendulum-v5", "vpg", "0")}

@@ -86,22 +86,17 @@ def load_runs(
     the training figures stay available as ``final_train_return`` and
     ``average_train_return``.
     """
-    yardstick = YARDSTICKS[metric]
     rows, curves = [], []
     for rec in planned:
-        folder = Path(rec["folder"])
-        summary_path, progress_path = folder / "summary.json", folder / "progress.csv"
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-        rows.append({**_run_key(rec), **run_figures(summary, metric)})
-        if summary is not None and progress_path.exists():
-            progress = pd.read_csv(progress_path)
-            if yardstick["curve"] not in progress:
-                continue
-            progress = progress[["iteration", "env_steps", yardstick["curve"]]].rename(
-                columns={yardstick["curve"]: "return_mean"}
-            )
-            progress = progress[np.isfinite(progress["return_mean"].to_numpy(float))]
-            curves.append(progress.assign(**_run_key(rec)))
+        try:
+            figures, curve = _read_run(Path(rec["folder"]), metric)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            # A corrupt file is named and the run left out; the other runs' tables still appear.
+            figures, curve = {**run_figures(None, metric), "status": "unreadable"}, None
+            figures["problem"] = f"{type(e).__name__}: {e}"
+        rows.append({**_run_key(rec), **figures})
+        if curve is not None:
+            curves.append(curve.assign(**_run_key(rec)))
     runs = pd.DataFrame(rows)
     progress = (
         pd.concat(curves, ignore_index=True)
@@ -109,6 +104,31 @@ def load_runs(
         else pd.DataFrame(columns=[*RUN_KEYS, "seed", "iteration", "env_steps", "return_mean"])
     )
     return runs, progress
+
+
+def _read_run(folder: Path, metric: str) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """One run folder's figures and learning curve (None without one); raises on a file that
+    cannot be read (truncated JSON, a non-numeric progress value), naming it."""
+    summary_path, progress_path = folder / "summary.json", folder / "progress.csv"
+    summary = None
+    if summary_path.exists():
+        try:
+            summary = json.loads(summary_path.read_text())
+        except ValueError as e:
+            raise ValueError(f"{summary_path} is not valid JSON ({e})") from None
+    figures = run_figures(summary, metric)
+    column = YARDSTICKS[metric]["curve"]
+    if summary is None or not progress_path.exists():
+        return figures, None
+    progress = pd.read_csv(progress_path)
+    if column not in progress:
+        return figures, None
+    curve = progress[["iteration", "env_steps", column]].rename(columns={column: "return_mean"})
+    try:
+        values = curve.astype(float)
+    except ValueError as e:
+        raise ValueError(f"{progress_path} holds a non-numeric value ({e})") from None
+    return figures, values[np.isfinite(values["return_mean"].to_numpy())].astype({"iteration": int})
 
 
 def _run_key(rec: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,8 +182,11 @@ def budget_text(env: str, env_steps: float) -> str:
     paper = paper_budget(env)
     if paper:
         share = 100.0 * env_steps / paper
-        digits = 0 if share >= 10 else 1 if share >= 1 else 2
-        text += f" ({share:.{digits}f}% of the paper's {_steps(paper)})"
+        text += (
+            f" ({share:.0f}% of the paper's {_steps(paper)})"
+            if share >= 10
+            else (f" ({share:.2g}% of the paper's {_steps(paper)})")
+        )
     return text
 
 
@@ -248,10 +271,16 @@ def summarize(
 
 
 def problems(runs: pd.DataFrame) -> pd.DataFrame:
-    """The planned runs that did not complete with a return (missing, failed, no-return)."""
-    return runs.loc[runs["status"] != STATUS_DONE, [*RUN_KEYS, "seed", "status"]].reset_index(
-        drop=True
-    )
+    """The planned runs that did not complete with a return (missing, failed, no-return,
+    unreadable: its status then says which file and why)."""
+    bad = runs.loc[runs["status"] != STATUS_DONE, [*RUN_KEYS, "seed", "status"]].copy()
+    if "problem" in runs:
+        why = runs.loc[bad.index, "problem"]
+        bad["status"] = [
+            f"{s} ({w})" if isinstance(w, str) and w else s
+            for s, w in zip(bad["status"], why, strict=True)
+        ]
+    return bad.reset_index(drop=True)
 
 
 def select_best(summary: pd.DataFrame, by: str = "final_return") -> pd.DataFrame:

@@ -24,6 +24,7 @@ such terms (cart-pole, Atari).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -132,7 +133,9 @@ class PolicyEvaluator:
 
     def __call__(self, policy: Policy, iteration: int, sampled: bool = True) -> dict[str, float]:
         """progress.csv's evaluation columns: ``eval_*`` (deterministic actions) and, if
-        ``sampled``, ``eval_sampled_*`` (actions drawn from the policy); NaN otherwise."""
+        ``sampled``, ``eval_sampled_*`` (actions drawn from the policy); NaN otherwise. Its cost
+        is ``eval_env_steps`` (not part of ``env_steps``) and ``eval_protocol_time_s``."""
+        start = time.perf_counter()
         det = run_episodes(self.envs, policy_actor(policy, deterministic=True), self.seeds)
         row = _columns("eval", det)
         if sampled:
@@ -142,6 +145,7 @@ class PolicyEvaluator:
         else:
             row.update({k.replace("eval_", "eval_sampled_", 1): math.nan for k in row})
         row["eval_env_steps"] = int(det.lengths.sum() + (stoch.lengths.sum() if sampled else 0))
+        row["eval_protocol_time_s"] = round(time.perf_counter() - start, 3)
         return row
 
     def close(self) -> None:

@@ -2,7 +2,8 @@
 
 Inputs are the DataFrames of :mod:`trpo_bench.analysis` (``learning_curves`` and the
 comparison table, which names the variant of each swept method that is shown: its best).
-:func:`grid_figure` lays the envs out side by side like the paper's Figure 4.
+:func:`figure4` lays out the paper's four locomotion tasks with the paper's methods, like its
+Figure 4; :func:`env_figure` shows one env with every method of the grid.
 """
 
 from __future__ import annotations
@@ -23,6 +24,20 @@ from matplotlib.ticker import EngFormatter
 from trpo_bench.analysis import budget_text
 
 FORMATS = ("png", "pdf")
+
+# The paper's Figure 4: the four locomotion tasks and the methods it plots (max-KL on
+# cart-pole only); the suite's other methods (vpg, trpo-gae) appear in the per-env figures.
+PAPER_ENVS = ("InvertedPendulum-v5", "Swimmer-v5", "Hopper-v5", "Walker2d-v5")
+PAPER_METHODS = (
+    "trpo-single-path",
+    "trpo-vine",
+    "natural-gradient",
+    "max-kl",
+    "empirical-fim",
+    "cem",
+    "cma-es",
+    "rwr",
+)
 
 
 def shown_variants(table: pd.DataFrame) -> dict[tuple[str, str], str]:
@@ -54,13 +69,14 @@ def plot_env(
     colors: dict[str, str],
     label_sweeps: bool = True,
     ylabel: str = "evaluation return",
+    methods: Sequence[str] | None = None,
 ) -> int:
     """Draw ``env``'s curves on ``ax``: one line per method (a swept method at its best value,
     in the label when ``label_sweeps``), its CI as a band. Returns the number of lines."""
     lines, swept = 0, []
     for (e, method), variant in shown_variants(table).items():
         c = curves[(curves["env"] == env) & (curves["variant"] == variant)]
-        if e != env or c.empty:
+        if e != env or c.empty or (methods is not None and method not in methods):
             continue
         value = _swept_value(variant)
         label = f"{method} ({value})" if value and label_sweeps else method
@@ -94,18 +110,37 @@ def _methods(table: pd.DataFrame) -> list[str]:
 def env_figure(
     curves: pd.DataFrame, table: pd.DataFrame, env: str, confidence: float = 0.95
 ) -> Figure:
-    """One env's learning curves."""
-    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    """One env's learning curves, every method of the grid; the legend outside the axes, so
+    that it never hides a curve."""
+    fig, ax = plt.subplots(figsize=(8.5, 4.2), layout="constrained")
     if plot_env(ax, curves, table, env, method_colors(_methods(table))):
-        ax.legend(fontsize="small", title=f"mean, {confidence:.0%} CI over seeds")
+        fig.legend(
+            *ax.get_legend_handles_labels(),
+            loc="outside right upper",
+            fontsize="small",
+            title=f"mean, {confidence:.0%} CI\nover seeds",
+        )
     return fig
 
 
-def grid_figure(
+def figure4(
     curves: pd.DataFrame, table: pd.DataFrame, envs: Sequence[str], confidence: float = 0.95
 ) -> Figure:
-    """All envs in one figure (the paper's Figure 4), one legend for all panels; a swept
-    method's best value per env is written in its panel."""
+    """The paper's Figure 4: its four locomotion tasks (those the grid runs; every env of the
+    grid if it runs none of them), its methods only, one legend for all panels."""
+    panels = [e for e in PAPER_ENVS if e in envs] or list(envs)
+    return grid_figure(curves, table, panels, confidence, methods=PAPER_METHODS)
+
+
+def grid_figure(
+    curves: pd.DataFrame,
+    table: pd.DataFrame,
+    envs: Sequence[str],
+    confidence: float = 0.95,
+    methods: Sequence[str] | None = None,
+) -> Figure:
+    """``envs`` side by side, one legend for all panels below them (``methods``: only these);
+    a swept method's best value per env is written in its panel."""
     ncols = min(4, len(envs))
     nrows = math.ceil(len(envs) / ncols)
     fig, axes = plt.subplots(
@@ -114,7 +149,7 @@ def grid_figure(
     colors = method_colors(_methods(table))
     handles: dict[str, object] = {}
     for ax, env in zip(axes.flat, envs, strict=False):
-        plot_env(ax, curves, table, env, colors, label_sweeps=False)
+        plot_env(ax, curves, table, env, colors, label_sweeps=False, methods=methods)
         for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, h)
     for ax in list(axes.flat)[len(envs) :]:

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from trpo_bench.analysis import budget_text, budgets, markdown_table
+from trpo_bench.tracking import git_commit
 
 DISCUSSION = "discussion.md"
 COPIED_TABLES = (
@@ -166,9 +167,20 @@ def write_report(
         markdown_table(
             pd.DataFrame(
                 {
-                    "": ["commit", "grid", "runs", "budget per run", "machine", "software", "time"],
+                    "": [
+                        "commit of the runs",
+                        "commit of this page",
+                        "grid",
+                        "runs",
+                        "budget per run",
+                        "machine",
+                        "software",
+                        "time",
+                    ],
                     " ": [
                         commit_text,
+                        f"`{git_commit()}` (the tables, verdicts and figures are recomputed "
+                        "from the run folders by this commit's code)",
                         f"`{grid_file}`: {', '.join(grid['methods'])} on {', '.join(envs)}; "
                         f"seeds {', '.join(map(str, grid['seeds']))}",
                         f"{done} of {len(runs)} planned runs completed",

@@ -15,4 +15,4 @@ conf = sm.params.confidence
 *env_stems, grid_stem = sm.params.stems
 for env, stem in zip(sm.params.envs, env_stems, strict=True):
     plots.save(plots.env_figure(curves, table, env, conf), stem)
-plots.save(plots.grid_figure(curves, table, sm.params.envs, conf), grid_stem)
+plots.save(plots.figure4(curves, table, sm.params.envs, conf), grid_stem)
