@@ -17,7 +17,9 @@ shared training loop. Each iteration:
 
 There is no step-size control: the new policy is whatever the fit gives, the contrast with
 TRPO's KL constraint that the paper draws. progress.csv still reports the surrogate (eq. 14)
-and the KL of the change.
+and the KL of the change. A fit that leaves the parameters, the KL (a collapsed std makes it
+infinite), the surrogate or the weighted log-likelihood non-finite is rejected and undone, as
+every step rule's (``trpo_bench.steps.guard_step``).
 
 Run on its own with the command line of ``trpo-bench train``::
 
@@ -34,7 +36,7 @@ from torch import Tensor
 from baselines.search import script_main
 from trpo_bench.config import TrainConfig
 from trpo_bench.policies import Policy
-from trpo_bench.steps import Objective, StepStats
+from trpo_bench.steps import Objective, StepStats, guard_step, snapshot
 
 
 def rwr_weights(returns: Tensor, temperature: float) -> Tensor:
@@ -56,6 +58,7 @@ def rwr_step(
     obs, actions, returns = _samples(objective)
     weights = rwr_weights(returns, cfg.rwr_temperature)
     params = policy.policy_parameters()
+    theta_old = snapshot(policy)
     surrogate_before, _ = objective.evaluate(policy)
     with torch.no_grad():
         before = float(weighted_log_likelihood(policy, obs, actions, weights))
@@ -75,7 +78,7 @@ def rwr_step(
     surrogate_after, kl = objective.evaluate(policy)
     with torch.no_grad():
         after = float(weighted_log_likelihood(policy, obs, actions, weights))
-    return StepStats(
+    stats = StepStats(
         surrogate_before=surrogate_before,
         surrogate_after=surrogate_after,
         kl_mean=float(kl.mean()),
@@ -88,6 +91,7 @@ def rwr_step(
             "rwr_loglik_after": after,
         },
     )
+    return guard_step(stats, policy, objective, theta_old, {"weighted log-likelihood": after})
 
 
 def _samples(objective: Objective) -> tuple[Tensor, Tensor, Tensor]:

@@ -387,11 +387,13 @@ def run_search(
         strategy.load_state_dict(recorder.resumed_state["search"])
         generation = recorder.resumed_state["generation"]
     if budget.env_limit is not None and budget.horizon < budget.env_limit:
-        recorder.log(
-            f"note: {budget.population} candidates x {budget.episodes} episodes in "
+        note = (
+            f"{budget.population} candidates x {budget.episodes} episodes in "
             f"steps_per_iter={cfg.steps_per_iter}: episodes cut at {budget.horizon} of "
             f"{budget.env_limit} steps"
         )
+        recorder.log(f"note: {note}")
+        recorder.notes.append(note)  # summary.json's `notes`, for the tables
     try:
         for it in range(recorder.next_iteration, cfg.iterations):
             start = time.perf_counter()

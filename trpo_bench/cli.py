@@ -7,9 +7,11 @@ status 2 before any work starts; they never print a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -118,6 +120,25 @@ def check_writable(out: Path) -> None:
         raise ConfigError(f"output folder {str(out)!r} is not writable: {e.strerror}") from None
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its affinity: a SLURM job's allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def warn_threads(threads: int) -> None:
+    """One warning line when ``torch_threads`` exceeds the cores this process may use."""
+    cores = available_cores()
+    if threads > cores:
+        print(
+            f"trpo-bench: warning: torch_threads={threads} is more than the {cores} cores "
+            "available here; the threads will compete (slower, not faster)",
+            file=sys.stderr,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -140,19 +161,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
             return 0
+        if not args.out.strip():
+            raise ConfigError("--out is empty: give the run folder to write, e.g. --out runs/r1")
         out = Path(args.out)
         check_writable(out)
+        warn_threads(cfg.torch_threads)
     except ConfigError as e:
         print(f"trpo-bench: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
 
     from trpo_bench.trainer import Interrupted, train
 
+    # MLflow trouble is reported by one "WARNING: MLFLOW LOGGING FAILED ..." line on stderr;
+    # the same text as a Python warning (for library callers) would repeat it here.
+    warnings.filterwarnings("ignore", message="MLFLOW LOGGING FAILED")
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
     try:
         summary = train(cfg, out, log=log)
     except ConfigError as e:  # found only once the run folder is read (a foreign checkpoint)
         print(f"trpo-bench: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(
+            f"trpo-bench: error: disk full ({os.strerror(e.errno)}) while writing the run "
+            f"folder {str(out)!r}; free space there and run the same command again (it resumes "
+            "from the last checkpoint)",
+            file=sys.stderr,
+            flush=True,
+        )
         return EXIT_USER_ERROR
     except Interrupted as e:
         print(
@@ -161,9 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
         return e.exit_code
+    status = summary["status"]
+    word = "done" if status == "completed" else f"{status} (not a normal result)"
     print(
-        f"done: final return {summary['final_return']:.1f} after {summary['env_steps']} "
-        f"env steps in {summary['wall_time_s']:.0f}s -> {out}",
+        f"{word}: final evaluation return {summary['final_eval_return']:.1f} (training "
+        f"{summary['final_return']:.1f}) after {summary['env_steps']} env steps in "
+        f"{summary['wall_time_s']:.0f}s -> {out}",
         flush=True,
     )
     return 0

@@ -49,7 +49,10 @@ class TrainConfig:
         "trpo-single-path", "Method (see `trpo-bench methods`).", choices_from="methods"
     )
     seed: int = _f(
-        0, "Run seed: every env, the policy init and the action noise derive from it.", min=0
+        0,
+        "Run seed: every env, the policy init and the action noise derive from it.",
+        min=0,
+        max=2**64 - 1,  # torch.manual_seed's limit
     )
 
     # Budget: every method honours both, so methods compare at equal samples.
@@ -297,7 +300,14 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text (byte {e.object[e.start]:#04x} at "
+            f"offset {e.start}); save it as UTF-8"
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
     if data is None:
@@ -436,9 +446,15 @@ def build_config(
 
     layers = list(layers)
     # env and method may come from a layer; find the last word on each first.
-    for _, layer in layers:
+    for source, layer in layers:
         env = layer.get("env", env)
         method = layer.get("method", method)
+        for key, value in (("env", env), ("method", method)):
+            if not isinstance(value, str):  # a list would pass YAML and fail deep inside
+                raise ConfigError(
+                    f"config key {key!r} in {source}: {value!r} is not a string (one {key} "
+                    "per run; a workflow grid runs several)"
+                )
     if not env:
         raise ConfigError("no environment given: pass --env (see `trpo-bench envs`)")
     check_env_id(env)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +146,9 @@ def grid_problems(
 ) -> list[str]:
     """Every problem of a schema-valid grid, checked against the registries (empty: fine).
 
+    An ``overrides`` entry naming a known env that the grid does not run is not a problem
+    but a warning line on stderr (it applies to no run).
+
     ``env_families`` (env id -> family) and ``methods`` default to the registries.
     """
     if env_families is None:
@@ -166,6 +170,15 @@ def grid_problems(
             for env in _names(entry.get("env", [])):
                 if env not in env_families:
                     problems.append(_unknown("env", env, envs, where))
+                elif section == "overrides" and env not in cfg["envs"]:
+                    # A warning, not a refusal: a shared base config may hold overrides for
+                    # envs that a smaller grid read on top of it does not run.
+                    print(
+                        f"trpo-bench: warning: {where} names env {env!r}, which is not in the "
+                        "grid's envs: it applies to no run (add the env to envs, or check the "
+                        "name)",
+                        file=sys.stderr,
+                    )
             for method in _names(entry.get("method", [])):
                 if method not in methods:
                     problems.append(_unknown("method", method, methods, where))

@@ -10,10 +10,14 @@ returning :class:`StepStats`. Methods differ in their step rule (``trpo_bench.me
 * :func:`empirical_fim_step`: the same with the empirical Fisher;
 * :func:`natural_gradient_step`: a fixed step eps * A^-1 g, no line search (sec. 7);
 * :func:`vpg_step`: one Adam step up the surrogate (vanilla policy gradient).
+
+Every step rule (and ``baselines.rwr``'s) ends in :func:`guard_step`: a step after which the
+parameters, the KL or the surrogate are not finite is rejected, the old parameters kept.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -158,6 +162,7 @@ def trpo_step(
     If no trial passes the old parameters are kept and ``step_accepted`` is False.
     """
     params = policy.policy_parameters()
+    theta_old = snapshot(policy)
     found = natural_direction(policy, objective, cfg, generator, fisher)
     if isinstance(found, StepStats):
         return _rejected(found, policy, objective)
@@ -193,7 +198,9 @@ def trpo_step(
     if not result.accepted:
         stats.reject_reason = "no line-search trial improved the surrogate within the KL bound"
     # The line search's last evaluation was at the final parameters: no need to repeat it.
-    return _finish(stats, policy, objective, evaluated=last[0])
+    return guard_step(
+        _finish(stats, policy, objective, evaluated=last[0]), policy, objective, theta_old
+    )
 
 
 # Secant refinements of the max-KL step length, and the fraction of delta they aim at (a
@@ -254,6 +261,7 @@ def natural_gradient_step(
     KL actually taken is recorded. ``eps`` is ``cfg.step_size`` (the paper swept it in factors
     of 3 and kept the best).
     """
+    theta_old = snapshot(policy)
     found = natural_direction(policy, objective, cfg, generator)
     if isinstance(found, StepStats):
         return _rejected(found, policy, objective)
@@ -265,7 +273,8 @@ def natural_gradient_step(
     stats.expected_gain = float(g.dot(step))
     apply_step(policy, step)
     stats.step_accepted, stats.step_fraction = True, 1.0
-    return _finish(stats, policy, objective)
+    # The step is not limited, but one that leaves the KL (or anything) non-finite is undone.
+    return guard_step(_finish(stats, policy, objective), policy, objective, theta_old)
 
 
 def vpg_step(
@@ -278,6 +287,7 @@ def vpg_step(
     """
     del generator
     optimizer = policy_adam(policy, cfg)
+    theta_old, adam_old = snapshot(policy), copy.deepcopy(optimizer.state_dict())
     surrogate = objective.surrogate(policy)
     stats = StepStats(surrogate_before=float(surrogate.detach()))
     optimizer.zero_grad()
@@ -290,7 +300,10 @@ def vpg_step(
         return _rejected(stats, policy, objective)
     optimizer.step()
     stats.step_accepted, stats.step_fraction = True, 1.0
-    return _finish(stats, policy, objective)
+    stats = guard_step(_finish(stats, policy, objective), policy, objective, theta_old)
+    if not stats.step_accepted:
+        optimizer.load_state_dict(adam_old)  # Adam's moments as they were, too
+    return stats
 
 
 def policy_adam(policy: Policy, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -314,6 +327,56 @@ def _finish(
 
 def _rejected(stats: StepStats, policy: Policy, objective: Objective) -> StepStats:
     stats.step_accepted = False
+    return _finish(stats, policy, objective)
+
+
+def snapshot(policy: Policy) -> Tensor:
+    """The policy's parameters as one flat copy, for :func:`guard_step` to restore."""
+    return parameters_to_vector(policy.policy_parameters()).detach().clone()
+
+
+def restore(policy: Policy, theta_old: Tensor) -> None:
+    """Put the :func:`snapshot` back, bit for bit, into the parameters' own storage."""
+    with torch.no_grad():
+        offset = 0
+        for p in policy.policy_parameters():
+            p.copy_(theta_old[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
+
+
+def non_finite(policy: Policy, values: dict[str, float]) -> str:
+    """What is not finite: ``"parameters"``, or the names of the ``values`` that are not;
+    ``""`` if all are."""
+    if not all(bool(torch.isfinite(p).all()) for p in policy.policy_parameters()):
+        return "parameters"
+    return ", ".join(name for name, v in values.items() if not math.isfinite(v))
+
+
+def guard_step(
+    stats: StepStats,
+    policy: Policy,
+    objective: Objective,
+    theta_old: Tensor,
+    values: dict[str, float] | None = None,
+) -> StepStats:
+    """The check every step rule ends with (issue 13): a step after which the parameters, the
+    KL (mean or max) or the surrogate (and any further ``values``, a method's own loss) are not
+    finite is rejected: ``theta_old`` is restored, ``step_accepted`` is False and
+    ``reject_reason`` names what was not finite; the stats are then those of the old policy.
+    A finite step is returned untouched."""
+    checked = {
+        "KL": stats.kl_mean,
+        "max KL": stats.kl_max,
+        "surrogate": stats.surrogate_after,
+        **(values or {}),
+    }
+    bad = non_finite(policy, checked)
+    if not bad:
+        return stats
+    restore(policy, theta_old)
+    stats.step_accepted, stats.step_fraction = False, 0.0
+    reason = f"non-finite {bad} after the step"
+    stats.reject_reason = f"{stats.reject_reason}; {reason}" if stats.reject_reason else reason
     return _finish(stats, policy, objective)
 
 

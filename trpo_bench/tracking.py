@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import hashlib
 import io
 import json
 import math
 import os
 import platform
 import random
+import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +45,20 @@ PROGRESS_FILE = "progress.csv"
 SUMMARY_FILE = "summary.json"
 POLICY_FILE = "policy.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
+# Held (flock) by the one process writing a run folder; names it (pid, host) while held.
+LOCK_FILE = ".trpo-bench.lock"
+# Config keys that are not part of a run's identity: where it is logged (tracking), how often it
+# is checkpointed, its threads (the workflow sets them from the job's cores; results change only
+# through float rounding), and its length (a finished run may be extended).
+NOT_IDENTITY_KEYS = (
+    "mlflow",
+    "run_name",
+    "mlflow_uri",
+    "experiment",
+    "torch_threads",
+    "checkpoint_every",
+    "iterations",
+)
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -159,6 +175,77 @@ def default_tracking_uri(out: Path, configured: str = "") -> str:
     return f"sqlite:///{(Path(out).resolve().parent / 'mlflow.db').as_posix()}"
 
 
+# Every MLflow HTTP request is bounded: MLflow's own defaults (a 120 s timeout, 7 retries with
+# exponential backoff, honouring a server's Retry-After) let one call take minutes, longer than a
+# short run. These are set in trpo-bench's processes only, and only where the user has not set
+# them: at most 2 attempts of 5 s each per call.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+    "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER": "false",
+}
+# How long a job waits for the lock file beside a local sqlite store before it gives up on
+# MLflow (the lock is held for the second or so a job takes to open the store).
+STORE_LOCK_TIMEOUT_S = 60.0
+LOCK_TIMEOUT_ENV = "TRPO_BENCH_STORE_LOCK_TIMEOUT"
+DISABLE_HINT = (
+    "check the server and MLFLOW_TRACKING_URI (or --set mlflow_uri=...), "
+    "or turn MLflow off with --set mlflow=false"
+)
+
+
+def bound_tracking_calls() -> None:
+    """Set :data:`HTTP_DEFAULTS` in this process's environment where the user set nothing."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def is_local_store(uri: str) -> bool:
+    """A store this process opens itself (sqlite, a folder), as opposed to a tracking server."""
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def short_reason(e: BaseException, limit: int = 400) -> str:
+    """``Type: message`` on one line, cut in the middle to ``limit`` characters (the end of
+    MLflow's HTTP errors says what happened: refused, timed out)."""
+    text = " ".join(f"{type(e).__name__}: {e}".split())
+    half = (limit - 5) // 2
+    return text if len(text) <= limit else f"{text[:half]} ... {text[-half:]}"
+
+
+# A signal handler must not raise inside MLflow's code: MLflow wraps what is raised there in
+# its own exceptions, and an exception at an arbitrary point of a store call can leave a
+# connection or transaction half done. While a tracking call runs in this process (they are
+# bounded, see HTTP_DEFAULTS), a handler hands its raise to `defer_signal` and the raise
+# happens as soon as the call returns or fails.
+_deferred: dict[str, Any] = {"depth": 0, "pending": None}
+
+
+def defer_signal(raise_it: Callable[[], None]) -> bool:
+    """For a signal handler: inside :func:`tracking_call`, keep ``raise_it`` for the end of the
+    call and return True; elsewhere return False (the handler then raises at once)."""
+    if _deferred["depth"] == 0:
+        return False
+    _deferred["pending"] = raise_it
+    return True
+
+
+@contextlib.contextmanager
+def tracking_call() -> Iterator[None]:
+    """Mark a tracking call: a signal arriving during it is raised when it ends."""
+    _deferred["depth"] += 1
+    try:
+        yield
+    finally:
+        _deferred["depth"] -= 1
+        pending = _deferred["pending"]
+        if _deferred["depth"] == 0 and pending is not None:
+            _deferred["pending"] = None
+            pending()
+
+
 def _retry(fn: Callable[[], T], what: str, attempts: int = 8) -> T:
     """Call ``fn``, retrying transient store errors (sqlite lock contention) with backoff."""
     delay = 0.1
@@ -194,23 +281,53 @@ def artifact_root_for(uri: str) -> str | None:
     return None
 
 
+class StoreLockTimeout(RuntimeError):
+    """The lock file beside a sqlite store stayed held past the timeout."""
+
+
+def store_lock_timeout() -> float:
+    """:data:`STORE_LOCK_TIMEOUT_S`, or $TRPO_BENCH_STORE_LOCK_TIMEOUT (seconds)."""
+    try:
+        return float(os.environ.get(LOCK_TIMEOUT_ENV, STORE_LOCK_TIMEOUT_S))
+    except ValueError:
+        return STORE_LOCK_TIMEOUT_S
+
+
 @contextlib.contextmanager
-def store_lock(uri: str) -> Iterator[None]:
-    """An exclusive lock file beside a local sqlite store (a no-op for other stores)."""
+def store_lock(uri: str, timeout_s: float | None = None) -> Iterator[None]:
+    """An exclusive lock file beside a local sqlite store (a no-op for other stores).
+
+    Waits at most ``timeout_s`` (default :func:`store_lock_timeout`), then raises
+    :class:`StoreLockTimeout` naming the lock file. The empty ``<db>.lock`` file stays: deleting
+    a lock file that another job may be waiting on would let two jobs hold "the" lock.
+    """
     if not uri.startswith("sqlite:///") or fcntl is None:
         yield
         return
     lock_path = Path(uri[len("sqlite:///") :] + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
+    timeout = store_lock_timeout() if timeout_s is None else timeout_s
+    deadline = time.monotonic() + timeout
     with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreLockTimeout(
+                        f"the lock file {lock_path} was held by another process for "
+                        f"{timeout:.0f} s (a job opening the store, or a hung one: "
+                        f"`fuser -v {lock_path}` names it; set ${LOCK_TIMEOUT_ENV} to wait longer)"
+                    ) from None
+                time.sleep(0.05 + 0.05 * random.random())
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def get_or_create_experiment(client: Any, name: str, uri: str) -> str:
+def get_or_create_experiment(client: Any, name: str, uri: str, attempts: int = 8) -> str:
     """The experiment's id, creating it once even when many jobs start together."""
 
     def attempt() -> str:
@@ -225,11 +342,13 @@ def get_or_create_experiment(client: Any, name: str, uri: str) -> str:
                 raise
             return exp.experiment_id
 
-    return _retry(attempt, "create experiment")
+    return _retry(attempt, "create experiment", attempts)
 
 
 class MlflowRun:
-    """One MLflow run per training job; every call is retried, then degraded to a warning."""
+    """One MLflow run per training job. Every call is bounded (:data:`HTTP_DEFAULTS`, the store
+    lock's timeout); the first call that fails turns MLflow off for the rest of the run with
+    one warning line, so a bad store costs a run at most one bounded call."""
 
     def __init__(
         self,
@@ -244,48 +363,64 @@ class MlflowRun:
         self.run_id: str | None = None
         self.logged_steps: set[int] = set()
         self.uri = default_tracking_uri(out, cfg.mlflow_uri)
+        # A local store's errors are lock contention worth retrying; a server's client retries
+        # by itself (HTTP_DEFAULTS), and retrying its failures again would multiply the wait.
+        self.attempts = 8 if is_local_store(self.uri) else 1
+        bound_tracking_calls()
         try:
-            from mlflow.entities import Param
-            from mlflow.tracking import MlflowClient
-
-            # Many jobs may open a fresh store at once, and MLflow's schema creation (alembic
-            # migrations) is not safe under that race: one job at a time opens the store.
-            with store_lock(self.uri):
-                self.client = MlflowClient(tracking_uri=self.uri)
-                exp_id = _retry(
-                    lambda: get_or_create_experiment(self.client, cfg.experiment, self.uri),
-                    "open the store",
-                )
-            if resume_run_id is not None:
-                self.run_id = resume_run_id
-                _retry(
-                    lambda: self.client.update_run(resume_run_id, status="RUNNING"), "resume run"
-                )
-                # Iterations logged after the checkpoint, before the interruption, are rerun
-                # identically: log each step once.
-                history = _retry(
-                    lambda: self.client.get_metric_history(resume_run_id, "env_steps"),
-                    "read metric history",
-                )
-                self.logged_steps = {m.step for m in history}
-                return
-            run = _retry(
-                lambda: self.client.create_run(exp_id, run_name=run_name, tags=dict(tags)),
-                "create run",
-            )
-            self.run_id = run.info.run_id
-            items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-            for i in range(0, len(items), 100):
-                chunk = items[i : i + 100]
-                _retry(lambda c=chunk: self.client.log_batch(self.run_id, params=c), "log params")
+            with tracking_call():
+                self._start(cfg, run_name, tags, params, resume_run_id)
         except Exception as e:
             self._fail("start the MLflow run", e)
+
+    def _start(
+        self,
+        cfg: TrainConfig,
+        run_name: str,
+        tags: Mapping[str, str],
+        params: Mapping[str, Any],
+        resume_run_id: str | None,
+    ) -> None:
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        # Many jobs may open a fresh store at once, and MLflow's schema creation (alembic
+        # migrations) is not safe under that race: one job at a time opens the store.
+        with store_lock(self.uri):
+            self.client = MlflowClient(tracking_uri=self.uri)
+            exp_id = get_or_create_experiment(
+                self.client, cfg.experiment, self.uri, attempts=self.attempts
+            )
+        if resume_run_id is not None:
+            self.run_id = resume_run_id
+            self._retry(lambda: self.client.update_run(resume_run_id, status="RUNNING"), "resume")
+            # Iterations logged after the checkpoint, before the interruption, are rerun
+            # identically: log each step once.
+            history = self._retry(
+                lambda: self.client.get_metric_history(resume_run_id, "env_steps"),
+                "read metric history",
+            )
+            self.logged_steps = {m.step for m in history}
+            return
+        run = self._retry(
+            lambda: self.client.create_run(exp_id, run_name=run_name, tags=dict(tags)),
+            "create run",
+        )
+        self.run_id = run.info.run_id
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            chunk = items[i : i + 100]
+            self._retry(lambda c=chunk: self.client.log_batch(self.run_id, params=c), "log params")
+
+    def _retry(self, fn: Callable[[], T], what: str) -> T:
+        return _retry(fn, what, self.attempts)
 
     def _fail(self, what: str, e: Exception) -> None:
         self.ok = False
         msg = (
-            f"MLFLOW LOGGING FAILED: could not {what} at {self.uri!r}: "
-            f"{type(e).__name__}: {e}. Training goes on; the result files are complete."
+            f"MLFLOW LOGGING FAILED: could not {what} at {self.uri}: {short_reason(e)}. "
+            "No more MLflow calls in this run; training goes on and the result files are "
+            f"complete. To fix: {DISABLE_HINT}."
         )
         warnings.warn(msg, stacklevel=3)
         print(f"WARNING: {msg}", file=sys.stderr, flush=True)
@@ -298,20 +433,26 @@ class MlflowRun:
 
             ts = int(time.time() * 1000)
             items = [Metric(k, float(v), ts, step) for k, v in metrics.items()]
-            _retry(lambda: self.client.log_batch(self.run_id, metrics=items), "log metrics")
+            with tracking_call():
+                self._retry(lambda: self.client.log_batch(self.run_id, metrics=items), "log")
         except Exception as e:
             self._fail(f"log metrics at step {step}", e)
 
     def finish(self, status: str, artifacts: Iterable[Path]) -> None:
+        """Upload ``artifacts`` and end the run with ``status`` (FINISHED, FAILED, KILLED)."""
         if not self.ok or self.run_id is None:
             return
         try:
-            for path in artifacts:
-                if Path(path).exists():
-                    _retry(
-                        lambda p=path: self.client.log_artifact(self.run_id, str(p)), "log artifact"
-                    )
-            _retry(lambda: self.client.set_terminated(self.run_id, status=status), "end run")
+            with tracking_call():
+                for path in artifacts:
+                    if Path(path).exists():
+                        self._retry(
+                            lambda p=path: self.client.log_artifact(self.run_id, str(p)),
+                            "log artifact",
+                        )
+                self._retry(
+                    lambda: self.client.set_terminated(self.run_id, status=status), "end run"
+                )
         except Exception as e:
             self._fail("finish the run", e)
 
@@ -333,6 +474,7 @@ def log_summary_run(
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
+    bound_tracking_calls()
     client = MlflowClient(tracking_uri=uri)
     exp_id = _retry(lambda: get_or_create_experiment(client, experiment, uri), "open the store")
     all_tags = {"kind": "summary", "git_commit": git_commit(), **(tags or {})}
@@ -422,11 +564,36 @@ class RunRecorder:
         self.cfg, self.out, self.log = cfg, Path(out), log
         self.out.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict[str, Any]] = []
-        resume = load_checkpoint(self.out, cfg)
+        self.notes: list[str] = []  # lines for summary.json's `notes` (e.g. a cut budget)
+        # One writer per folder: a second one fails here, before it writes anything.
+        self._lock = lock_run_folder(self.out)
+        try:
+            previous = check_run_folder(self.out, cfg)
+            resume = load_checkpoint(self.out, cfg)
+        except BaseException:
+            unlock_run_folder(self._lock)
+            raise
         self.resumed_state = resume
+        progress_ok = previous is None or previous.get("status") != "completed"
+        if not progress_ok:  # policy.pt needs no check: finish() writes it again
+            recorded = (previous.get("files") or {}).get(PROGRESS_FILE)
+            progress_ok = recorded is None or files_match(self.out, {PROGRESS_FILE: recorded})
         if resume is not None:
             self.rows = resume["rows"]
+            # The checkpoint is the truth: progress.csv is rewritten from its rows (a rerun of
+            # a finished run never uploads a corrupt file; rows after the checkpoint are redone).
+            write_progress_csv(self.out / PROGRESS_FILE, self.rows)
+            if not progress_ok:
+                log(f"repaired: {self.out / PROGRESS_FILE} was rewritten from {CHECKPOINT_FILE}")
             log(f"resuming {self.out} at iteration {len(self.rows)}")
+        elif not progress_ok:
+            log(f"{self.out / PROGRESS_FILE} is damaged and there is no checkpoint: retraining")
+        # One MLflow run per folder: a rerun logs to the run recorded here (same store only).
+        uri = default_tracking_uri(self.out, cfg.mlflow_uri)
+        before = previous or {}
+        prev_uri, prev_id = before.get("mlflow_uri"), before.get("mlflow_run_id")
+        if prev_uri is None and resume is not None:  # no summary.json, or an older one
+            prev_uri, prev_id = uri, resume.get("mlflow_run_id")
         run_name = cfg.run_name or f"{cfg.env}/{cfg.method}/seed{cfg.seed}"
         tags = {
             "env": cfg.env,
@@ -442,12 +609,23 @@ class RunRecorder:
                 run_name,
                 tags,
                 cfg.to_dict(),
-                resume_run_id=resume.get("mlflow_run_id") if resume else None,
+                resume_run_id=prev_id if prev_uri == uri else None,
             )
             if cfg.mlflow
             else None
         )
-        write_json(self.out / SUMMARY_FILE, {"status": "running", "config": cfg.to_dict()})
+        if self.mlflow is not None and self.mlflow.run_id is not None:
+            prev_uri, prev_id = uri, self.mlflow.run_id
+        self.mlflow_ref = {"mlflow_uri": prev_uri, "mlflow_run_id": prev_id}
+        write_json(
+            self.out / SUMMARY_FILE,
+            {
+                "status": "running",
+                "config": cfg.to_dict(),
+                "identity": run_identity(cfg.to_dict()),
+                **self.mlflow_ref,
+            },
+        )
 
     @property
     def next_iteration(self) -> int:
@@ -545,30 +723,144 @@ class RunRecorder:
             "config": cfg.to_dict(),
             "versions": package_versions(),
             "git_commit": git_commit(),
+            "identity": run_identity(cfg.to_dict()),
+            **self.mlflow_ref,
+            "notes": list(self.notes),
         }
+        if status == "completed" and cfg.checkpoint_every and not self.due_checkpoint():
+            self.checkpoint_last()  # a finished run can always be verified and extended
         if policy_artifact is not None:
             atomic_torch_save(policy_artifact, self.out / POLICY_FILE)
+        summary["files"] = {
+            name: file_sha256(self.out / name)
+            for name in (PROGRESS_FILE, POLICY_FILE)
+            if (self.out / name).exists()
+        }
         write_json(self.out / SUMMARY_FILE, summary)
         if self.mlflow is not None:
             self.mlflow.finish(
-                "FINISHED" if status == "completed" else "FAILED",
+                {"completed": "FINISHED", "interrupted": "KILLED"}.get(status, "FAILED"),
                 [self.out / PROGRESS_FILE, self.out / SUMMARY_FILE, self.out / POLICY_FILE],
             )
+        unlock_run_folder(self._lock)
         return summary
 
 
 def load_checkpoint(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
-    """The checkpoint in ``out`` if there is one; it must belong to a run of the same config."""
+    """The checkpoint in ``out`` if there is one; it must belong to a run of the same identity
+    (:func:`run_identity`) with at most ``cfg.iterations`` iterations done."""
     path = Path(out) / CHECKPOINT_FILE
     if not path.exists():
         return None
-    state = torch.load(path, weights_only=False)
-    ours = cfg.to_dict()
-    if state["config"] != ours:
-        keys = sorted(k for k in ours if state["config"].get(k) != ours[k])
+    try:
+        state = torch.load(path, weights_only=False)
+        theirs, rows = state["config"], state["rows"]
+    except Exception as e:  # empty, truncated, not a checkpoint
         raise ConfigError(
-            f"{path} holds a checkpoint of a run with another config (differing: "
-            f"{', '.join(keys)}); to resume, use that config; to start over, delete it or "
-            "choose another --out"
-        )
+            f"{path} is unreadable ({short_reason(e, 120)}); delete it to start the run over "
+            "(or choose another --out)"
+        ) from None
+    check_identity(path, "a checkpoint of a run", theirs, cfg)
+    check_not_shorter(path, len(rows), cfg)
     return state
+
+
+def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes two runs the same run: the resolved config without :data:`NOT_IDENTITY_KEYS`
+    (as JSON would give it back)."""
+    kept = {k: v for k, v in config.items() if k not in NOT_IDENTITY_KEYS}
+    return json.loads(json.dumps(_jsonable(kept)))
+
+
+def check_identity(path: Path, what: str, theirs: Mapping[str, Any], cfg: TrainConfig) -> None:
+    """Raise a ConfigError naming the differing keys if ``theirs`` (a config or an identity)
+    is not this run's identity."""
+    ours, other = run_identity(cfg.to_dict()), run_identity(theirs)
+    keys = sorted(k for k in {*ours, *other} if ours.get(k, "?") != other.get(k, "?"))
+    if keys:
+        raise ConfigError(
+            f"{path} holds {what} with another config (differing: {', '.join(keys)}); to rerun "
+            "or resume it, use that config; to start over, delete the run folder or choose "
+            "another --out"
+        )
+
+
+def check_not_shorter(path: Path, done: int, cfg: TrainConfig) -> None:
+    if done > cfg.iterations:
+        raise ConfigError(
+            f"{path} holds a run with {done} iterations done, more than the {cfg.iterations} "
+            "asked for; a run can be extended, not shortened: ask for at least "
+            f"{done} or choose another --out"
+        )
+
+
+def check_run_folder(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
+    """The summary.json already in ``out`` (None if there is none), after checking that it
+    belongs to this run (identity, not more iterations than asked); raises a ConfigError."""
+    path = Path(out) / SUMMARY_FILE
+    if not path.exists():
+        return None
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        theirs = previous.get("identity") or previous["config"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(
+            f"{path} is unreadable ({short_reason(e, 120)}), so the run folder cannot be "
+            "checked; delete the run folder to start over, or choose another --out"
+        ) from None
+    check_identity(path, "a run", theirs, cfg)
+    check_not_shorter(path, int(previous.get("iterations_done") or 0), cfg)
+    return previous
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def files_match(out: Path, hashes: Mapping[str, str] | None) -> bool:
+    """Whether the files of ``hashes`` (summary.json's ``files``) are there, unchanged."""
+    for name, expected in (hashes or {}).items():
+        path = Path(out) / name
+        if not path.is_file() or file_sha256(path) != expected:
+            return False
+    return True
+
+
+def lock_run_folder(out: Path) -> Any:
+    """Lock ``out`` for this process (an open file; None where there are no locks). A second
+    writer gets a ConfigError naming the folder and the holder."""
+    if fcntl is None:
+        return None
+    path = Path(out) / LOCK_FILE
+    handle = open(path, "a+")  # noqa: SIM115 - held until unlock_run_folder
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "a process that has not yet written its pid"
+        handle.close()
+        raise ConfigError(
+            f"run folder {str(out)!r} is in use by another trpo-bench run ({holder}); wait for "
+            "it to end or choose another --out"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
+    handle.flush()
+    return handle
+
+
+def unlock_run_folder(handle: Any) -> None:
+    """Release :func:`lock_run_folder`'s lock; the lock file stays, emptied (deleting it could
+    let two writers hold "the" lock)."""
+    if handle is None or handle.closed:
+        return
+    handle.seek(0)
+    handle.truncate()
+    handle.flush()
+    fcntl.flock(handle, fcntl.LOCK_UN)
+    handle.close()

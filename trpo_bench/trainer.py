@@ -26,7 +26,7 @@ from trpo_bench.methods import METHODS
 from trpo_bench.policies import Policy, make_policy
 from trpo_bench.sampling import iteration_seeds
 from trpo_bench.steps import policy_adam
-from trpo_bench.tracking import RunRecorder, episode_stats
+from trpo_bench.tracking import RunRecorder, defer_signal, episode_stats
 from trpo_bench.value import ValueFunction
 
 
@@ -83,7 +83,7 @@ def train(cfg: TrainConfig, out: Path, log: Callable[[str], None] = print) -> di
     try:
         with raise_on_termination():
             artifact = loop(cfg, recorder)
-        status = "completed"
+        status = "completed" if is_finite_policy(artifact) else "diverged"
     except Interrupted:
         # SLURM's time limit or preemption: keep the last complete iteration for a rerun.
         status = "interrupted"
@@ -95,8 +95,12 @@ def train(cfg: TrainConfig, out: Path, log: Callable[[str], None] = print) -> di
     return summary
 
 
-class Interrupted(Exception):
-    """The job received SIGTERM or SIGINT; ``exit_code`` is 128 + the signal number."""
+class Interrupted(BaseException):
+    """The job received SIGTERM or SIGINT; ``exit_code`` is 128 + the signal number.
+
+    A BaseException, like KeyboardInterrupt: no ``except Exception`` (in trpo-bench, MLflow or
+    a library) can swallow it and let a killed job train on.
+    """
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"received signal {signal.Signals(signum).name}")
@@ -111,7 +115,13 @@ def raise_on_termination() -> Iterator[None]:
         return
 
     def handler(signum: int, _frame: object) -> None:
-        raise Interrupted(signum)
+        def interrupt() -> None:
+            raise Interrupted(signum)
+
+        # Inside an MLflow call (bounded) the raise waits for the call's end: raised in MLflow's
+        # code it would be wrapped, or leave the store's connection half way through a write.
+        if not defer_signal(interrupt):
+            interrupt()
 
     old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -131,6 +141,11 @@ def gradient_loop(cfg: TrainConfig, recorder: RunRecorder) -> dict[str, Any]:
     evaluator = PolicyEvaluator(cfg.env, cfg.eval_episodes, env_options(cfg))
     try:
         for it in range(recorder.next_iteration, cfg.iterations):
+            if not is_finite_policy({"state_dict": policy.state_dict()}):
+                # Step rules undo non-finite steps (steps.guard_step); what is left (e.g. a NaN
+                # observation in the normaliser) ends the run: status diverged, not completed.
+                recorder.log(f"diverged: the policy is not finite before iteration {it}; stopping")
+                break
             start = time.perf_counter()
             generator = iteration_generator(cfg.seed, it)
             # 1. Sample with the current policy and build the surrogate (sec. 5, eq. 14).
@@ -140,6 +155,9 @@ def gradient_loop(cfg: TrainConfig, recorder: RunRecorder) -> dict[str, Any]:
                 entropy = float(policy.entropy(sample.objective.old_dist).mean())
             # 2. Step (sec. 6): the method's rule changes the policy in place.
             stats = method.step_rule(policy, sample.objective, cfg, generator)
+            if value_fn is not None and value_fn.reject_reason:  # its fit was undone
+                reasons = [r for r in (stats.reject_reason, value_fn.reject_reason) if r]
+                stats.reject_reason = "; ".join(reasons)
             updated = time.perf_counter()
             # 3. Normalisers learn from this batch only after the step used them unchanged.
             if policy.obs_norm is not None:
@@ -204,6 +222,18 @@ def evaluate_policy(
     return batch.returns.tolist()
 
 
+def is_finite_policy(artifact: dict[str, Any] | None) -> bool:
+    """Whether a policy artifact's weights and buffers (normaliser) are all finite; a run whose
+    final policy is not ends ``diverged`` (issue 13). No artifact: nothing to judge, True."""
+    if artifact is None or "state_dict" not in artifact:
+        return True
+    return all(
+        bool(torch.isfinite(t).all())
+        for t in artifact["state_dict"].values()
+        if torch.is_tensor(t) and t.is_floating_point()
+    )
+
+
 def policy_artifact(cfg: TrainConfig, policy: Policy) -> dict[str, Any]:
     """The final policy: weights plus what it takes to rebuild it (``load_policy``)."""
     return {
@@ -243,13 +273,48 @@ def learner_state(learner: Learner) -> dict[str, Any]:
         "policy_optimizer": optimizer.state_dict() if optimizer else None,
         "value_fn": value_fn.state_dict() if value_fn else None,
         "value_optimizer": value_fn.optimizer.state_dict() if value_fn else None,
+        "policy_alignment": parameter_alignment(learner.policy),
+        "value_alignment": parameter_alignment(value_fn) if value_fn else None,
     }
 
 
 def restore_learner(learner: Learner, state: dict[str, Any], cfg: TrainConfig) -> None:
     learner.policy.load_state_dict(state["policy"])
+    realign_parameters(learner.policy, state.get("policy_alignment"))
     if state.get("policy_optimizer") is not None:
         policy_adam(learner.policy, cfg).load_state_dict(state["policy_optimizer"])
     if learner.value_fn is not None:
         learner.value_fn.load_state_dict(state["value_fn"])
+        realign_parameters(learner.value_fn, state.get("value_alignment"))
         learner.value_fn.optimizer.load_state_dict(state["value_optimizer"])
+
+
+# Byte alignment that CPU kernels are sensitive to (AVX-512 vectors, cache lines).
+ALIGNMENT = 64
+
+
+def parameter_alignment(module: torch.nn.Module) -> dict[str, int]:
+    """Each parameter's address modulo :data:`ALIGNMENT` bytes.
+
+    A step that sets the parameters from one flat vector (``vector_to_parameters``) leaves them
+    as views into it at offsets that are not 64-byte aligned; a fresh module's are. A matrix
+    product rounds differently with the weights at another alignment (batch-1 rollout forwards
+    did: issue 13), so a resume must put each parameter where the uninterrupted run had it.
+    """
+    return {name: p.data_ptr() % ALIGNMENT for name, p in module.named_parameters()}
+
+
+def realign_parameters(module: torch.nn.Module, alignment: dict[str, int] | None) -> None:
+    """Move each parameter (same values, same ``Parameter`` object) to storage at the recorded
+    alignment (:func:`parameter_alignment`); ``None`` (an older checkpoint) leaves them."""
+    if alignment is None:
+        return
+    for name, p in module.named_parameters():
+        want, size = alignment[name], p.element_size()
+        if p.data_ptr() % ALIGNMENT == want:
+            continue
+        buf = torch.empty(p.numel() + ALIGNMENT // size, dtype=p.dtype, device=p.device)
+        start = ((want - buf.data_ptr()) % ALIGNMENT) // size
+        moved = buf[start : start + p.numel()].view_as(p)
+        moved.copy_(p.detach())
+        p.data = moved

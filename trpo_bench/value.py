@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,6 +27,8 @@ class ValueFunction(nn.Module):
         self.obs_norm = RunningNorm(obs_dim) if normalize_observations else None
         self.net = mlp([obs_dim, *hidden_sizes, 1], out_scale=1.0)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=learning_rate)
+        # Why the last fit was undone ("" if it was kept): see :meth:`fit`.
+        self.reject_reason = ""
 
     def forward(self, obs: Tensor) -> Tensor:
         if self.obs_norm is not None:
@@ -41,7 +45,14 @@ class ValueFunction(nn.Module):
     def fit(
         self, obs: Tensor, targets: Tensor, epochs: int, minibatch: int, generator: torch.Generator
     ) -> float:
-        """Minimise the squared error to ``targets``; returns the final full-batch MSE."""
+        """Minimise the squared error to ``targets``; returns the final full-batch MSE.
+
+        A fit that leaves the loss or the weights non-finite is undone (weights and Adam's
+        moments as before it) and :attr:`reject_reason` says so, as a policy step's guard does
+        (``trpo_bench.steps.guard_step``); the non-finite loss is still returned.
+        """
+        self.reject_reason = ""
+        old = copy.deepcopy((self.net.state_dict(), self.optimizer.state_dict()))
         n = obs.shape[0]
         for _ in range(epochs):
             perm = torch.randperm(n, generator=generator)
@@ -52,4 +63,11 @@ class ValueFunction(nn.Module):
                 loss.backward()
                 self.optimizer.step()
         with torch.no_grad():
-            return float((self(obs) - targets).pow(2).mean())
+            loss = float((self(obs) - targets).pow(2).mean())
+        finite = all(bool(torch.isfinite(p).all()) for p in self.net.parameters())
+        if not (finite and math.isfinite(loss)):
+            self.net.load_state_dict(old[0])
+            self.optimizer.load_state_dict(old[1])
+            what = "loss" if finite else "parameters"
+            self.reject_reason = f"value fit undone: non-finite {what}"
+        return loss

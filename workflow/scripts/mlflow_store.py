@@ -1,18 +1,46 @@
-"""Glue for rule mlflow_store: create the MLflow store and the grid's experiment once."""
+"""Glue for rule mlflow_store: create the MLflow store and the grid's experiment once.
+
+A store that cannot be opened (a tracking server down or not answering, a held lock file) does
+not stop the grid: the rule writes ``"experiment_id": null`` with the reason under ``warning``,
+prints one WARNING line, and the training jobs run (each reports its own MLflow failure in one
+line and writes its result files). Every MLflow call here is bounded (tracking.HTTP_DEFAULTS).
+"""
 
 import json
 import sys
 
-from mlflow.tracking import MlflowClient
-
-from trpo_bench.tracking import get_or_create_experiment
+from trpo_bench.tracking import (
+    bound_tracking_calls,
+    get_or_create_experiment,
+    is_local_store,
+    short_reason,
+    store_lock,
+)
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
+console = sys.stderr
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115 (warnings go to the rule's log)
 
-client = MlflowClient(tracking_uri=sm.params.uri)
-experiment_id = get_or_create_experiment(client, sm.params.experiment, sm.params.uri)
+uri, experiment = sm.params.uri, sm.params.experiment
+info = {"tracking_uri": uri, "experiment": experiment}
+bound_tracking_calls()
+try:
+    from mlflow.tracking import MlflowClient
+
+    with store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        attempts = 8 if is_local_store(uri) else 1
+        info["experiment_id"] = get_or_create_experiment(client, experiment, uri, attempts)
+except Exception as e:
+    info["experiment_id"] = None
+    info["warning"] = (
+        f"MLFLOW STORE UNREACHABLE: could not open {uri}: {short_reason(e)}. The training jobs "
+        "run anyway and write their result files; MLflow gets what they can log. To fix: check "
+        "the server, or the grid's mlflow_uri / MLFLOW_TRACKING_URI, then delete "
+        f"{sm.output[0]} and rerun the workflow."
+    )
+    for stream in (console, sys.stderr):
+        print(f"WARNING: {info['warning']}", file=stream, flush=True)
 with open(sm.output[0], "w") as f:
-    info = {"tracking_uri": sm.params.uri, "experiment": sm.params.experiment}
-    json.dump({**info, "experiment_id": experiment_id}, f, indent=2)
+    json.dump(info, f, indent=2)
     f.write("\n")

@@ -6,10 +6,24 @@ import sys
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from trpo_bench.tracking import log_summary_run
+from trpo_bench.tracking import bound_tracking_calls, log_summary_run
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115 (warnings go to the rule's log)
+bound_tracking_calls()
+
+with open(sm.input.store) as f:
+    store = json.load(f)
+if store.get("experiment_id") is None:
+    # rule mlflow_store found the store unreachable and said so: the tables and plots are the
+    # results; the summary run is left out with the same warning, not a failed workflow.
+    why = store.get("warning", "the MLflow store was unreachable")
+    print(f"WARNING: no MLflow summary run: {why}", file=sys.__stderr__)
+    with open(sm.output[0], "w") as f:
+        json.dump({"run_id": None, "tracking_uri": sm.params.uri, "warning": why}, f, indent=2)
+        f.write("\n")
+    sys.exit(0)
+experiment_id = store["experiment_id"]
 
 comparison = next(p for p in sm.input.tables if p.endswith("comparison.csv"))
 table = pd.read_csv(comparison)
@@ -22,8 +36,6 @@ params["train_jobs"] = sm.params.train_jobs
 # How many finished training runs the experiment holds (a job whose MLflow logging failed
 # warned in its log; a rerun job adds a run): a number to compare with train_jobs.
 client = MlflowClient(tracking_uri=sm.params.uri)
-with open(sm.input.store) as f:
-    experiment_id = json.load(f)["experiment_id"]
 finished = client.search_runs(
     [experiment_id], "attributes.status = 'FINISHED' and tags.env != ''", max_results=50_000
 )
