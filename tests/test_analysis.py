@@ -338,3 +338,11 @@ def test_per_env_figure_shows_every_method_with_the_legend_outside_the_axes():
     legend = fig.legends[0].get_window_extent()
     axes = ax.get_window_extent()
     assert legend.x0 >= axes.x1  # to the right of the axes: it covers no curve
+
+
+def test_a_runs_own_note_reaches_the_table_once():
+    # e.g. CEM/CMA-ES: "episodes cut at 150 of 1000 steps" (baselines/search.py -> summary.json)
+    runs = RUNS[RUNS["variant"] == "a"].assign(run_notes=["cut", "cut", "", ""])
+    row = analysis.summarize(runs, 0.95, 100, 0).iloc[0]
+    assert row["notes"] == "seed 2 failed; seed 3 missing; cut"
+    assert analysis.run_figures({"status": "completed", "notes": ["x", "y"]})["run_notes"] == "x; y"

@@ -153,7 +153,8 @@ def run_figures(summary: Mapping[str, Any] | None, metric: str = "eval") -> dict
         value = summary.get(key)
         return float(value) if value is not None else math.nan
 
-    figures = {key: num(key) for key in RUN_FIGURES}
+    figures: dict[str, Any] = {key: num(key) for key in RUN_FIGURES}
+    figures["run_notes"] = "; ".join(str(n) for n in summary.get("notes") or [])
     figures["final_train_return"] = figures["final_return"]
     figures["average_train_return"] = figures["average_return"]
     yardstick = YARDSTICKS[metric]
@@ -261,11 +262,15 @@ def summarize(
             )
         row["env_steps"] = float(done["env_steps"].mean()) if len(done) else math.nan
         row["wall_time_s"] = float(done["wall_time_s"].mean()) if len(done) else math.nan
-        row["notes"] = "; ".join(
+        notes = [
             f"seed {s} {st}"
             for s, st in zip(g["seed"], g["status"], strict=True)
             if st != STATUS_DONE
-        )
+        ]
+        # What the runs themselves noted (e.g. a search budget that cut episodes short), once.
+        if "run_notes" in g:
+            notes += list(dict.fromkeys(n for n in g["run_notes"] if isinstance(n, str) and n))
+        row["notes"] = "; ".join(notes)
         out.append(row)
     return pd.DataFrame(out)
 
