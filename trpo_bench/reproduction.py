@@ -201,7 +201,8 @@ def write_report(
         "0.5 ± the margin), **fails** when it lies on the wrong side, and is **undecided** "
         "otherwise (with the seeds that would decide it). The yardstick is the evaluation "
         "protocol, the same for every method (`trpo_bench/evaluation.py`): the final policy "
-        "acting deterministically on 5 fixed episodes (forward reward for claim 2b).",
+        "acting deterministically on 5 fixed episodes (its forward reward where a claim says "
+        "forward progress), not counted in the budget.",
         "",
     ]
     for claim in grid.get("claims", []):
