@@ -565,15 +565,21 @@ def to_markdown(
 # --- the claims' inputs -------------------------------------------------------------------------
 
 
-def claim_scores(runs: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """One row per completed run of the variant each (env, method) is shown with in ``table``
-    (a swept method's best value, as the paper kept the natural gradient's best step size):
-    env, method, seed and every figure of :data:`RUN_FIGURES` (``trpo_bench.claims`` input)."""
-    shown = {
+def shown_variants(table: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(env, method) -> the variant shown, for the comparison table's rows that have runs (a
+    swept method's best value per env)."""
+    return {
         (row.env, row.method): row.variant
         for row in table.itertuples(index=False)
         if isinstance(row.variant, str) and row.variant
     }
+
+
+def claim_scores(runs: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """One row per completed run of the variant each (env, method) is shown with in ``table``
+    (a swept method's best value, as the paper kept the natural gradient's best step size):
+    env, method, seed and every figure of :data:`RUN_FIGURES` (``trpo_bench.claims`` input)."""
+    shown = shown_variants(table)
     done = runs[runs["status"] == STATUS_DONE]
     keep = [
         shown.get((e, m)) == v

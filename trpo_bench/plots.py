@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
-from trpo_bench.analysis import budget_text
+from trpo_bench.analysis import budget_text, shown_variants
 
 FORMATS = ("png", "pdf")
 
@@ -38,16 +38,6 @@ PAPER_METHODS = (
     "cma-es",
     "rwr",
 )
-
-
-def shown_variants(table: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """(env, method) -> the variant shown, for the comparison table's rows that have runs (a
-    swept method's best value per env)."""
-    return {
-        (row.env, row.method): row.variant
-        for row in table.itertuples(index=False)
-        if isinstance(row.variant, str) and row.variant
-    }
 
 
 def method_colors(methods: Sequence[str]) -> dict[str, str]:
