@@ -1,48 +1,119 @@
-"""Single-path TRPO on Pong from pixels (issue 7), one torch thread.
+"""TRPO on Atari from pixels against the raw emulator, per CPU second on one torch thread
+(issues 7 and 17).
 
-Prints, measured in one run: the training env-steps/s (sampling + updates) against the raw ALE
-step rate of the same game with the same emulator settings (grayscale screen, frame skip 4,
-no sticky actions) and random actions; their ratio (target >= 0.7); and the peak RSS.
+Prints, measured in one run with the raw rate interleaved between the training runs: the raw
+ALE step rate of the game with the training's emulator settings (grayscale screen, frame skip
+4, no sticky actions) and random actions; single path's and vine's training rates; their
+ratios to raw (issue 17's target for single path: >= 0.5); each iteration's cost split into
+sampling and update; and the peak RSS.
 
-It also prints the ceiling of that ratio for any single-path TRPO with the paper's network on
-this CPU thread: every frame costs at least one emulator step, one forward pass to pick the
-action (at the sampling batch of ``num_envs`` frames) and one forward + backward pass for the
-policy gradient (in chunks of ``batch_chunk``), with no Fisher products, line search, frame
-pooling or Python at all. Those three costs are timed here on real frames.
+Every figure is CPU time of this process (``time.process_time``: user + system, so page
+faults count), steadier than wall time on a shared machine. A training rate is env steps over
+the iterations' CPU time (sampling + update, which is what a 500-iteration job pays per
+frame). The job's fixed costs are printed apart: building the envs (each loads its ROM) and
+the evaluation protocol after the last iteration; at the paper grid's ``eval_every`` the
+evaluation adds the printed share.
 
-Usage: python benchmarks/bench_atari.py [--env Pong-v5] [--steps 8000] [--iters 3]
+It also prints the ceiling of the single-path ratio for any single-path TRPO with the paper's
+network on this CPU thread: every frame costs at least one emulator step, one forward pass
+to pick the action (at the sampling batch of ``num_envs`` frames) and one forward + backward
+pass for the policy gradient (in chunks of ``batch_chunk``), with no Fisher products, line
+search, frame pooling or Python at all. Those three costs are timed here on real frames.
+
+The runs use the ``paper`` preset (Table 3: 16 envs, chunks of 512) with ``--steps`` frames
+per iteration (the paper's 100K single path and 400K vine take minutes per iteration; the
+Fisher products run on 10% of whatever the batch is).
+
+Usage: python benchmarks/bench_atari.py [--env Pong-v5] [--steps 20000] [--iters 3]
+       [--rounds 1] [--preset paper|quick] [--methods trpo-single-path trpo-vine]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb, raw_gymnasium_rate, timed_train, timings
+from common import peak_rss_mb, raw_gymnasium_rate
 
+import trpo_bench.trainer
 from trpo_bench.atari import register
-from trpo_bench.config import TrainConfig, build_config
+from trpo_bench.config import TrainConfig
 from trpo_bench.envs import ENV_SPECS, EnvVector, env_options
 from trpo_bench.policies import make_policy
+from trpo_bench.resolve import build_config
 from trpo_bench.sampling import SinglePathObjective
+from trpo_bench.trainer import train
 
 
 def raw_ale_rate(gym_id: str, steps: int) -> float:
-    """The same emulator settings as training: grayscale, frame skip 4, no sticky actions."""
+    """Steps per CPU second with the training's emulator settings: grayscale, frame skip 4,
+    no sticky actions, random actions."""
     register()
     return raw_gymnasium_rate(
-        gym_id, steps, obs_type="grayscale", frameskip=4, repeat_action_probability=0.0
+        gym_id,
+        steps,
+        clock=time.process_time,
+        obs_type="grayscale",
+        frameskip=4,
+        repeat_action_probability=0.0,
     )
 
 
+@contextlib.contextmanager
+def cpu_clock_in_trainer() -> Iterator[None]:
+    """The training loop's timings (progress.csv's ``sample_time_s``, ``update_time_s``,
+    ``wall_time_s``) read this process's CPU clock instead of the wall clock."""
+    module = trpo_bench.trainer
+    if not hasattr(module.time, "perf_counter"):
+        raise RuntimeError("trpo_bench.trainer no longer times with time.perf_counter")
+    real = module.time
+    module.time = types.SimpleNamespace(perf_counter=time.process_time)
+    try:
+        yield
+    finally:
+        module.time = real
+
+
+def cpu_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """The least CPU time of ``repeats`` calls of ``fn``, after one untimed call."""
+    fn()
+    runs = []
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        runs.append(time.process_time() - start)
+    return min(runs)
+
+
+def timed_train(env: str, method: str, preset: str, over: dict) -> tuple[pd.DataFrame, dict]:
+    """progress.csv (timed in CPU seconds) and the CPU seconds and env steps of one training
+    run (MLflow and checkpoints off)."""
+    layer = {"mlflow": False, "checkpoint_every": 0, **over}
+    cfg = build_config(env, method, layers=[("bench", layer)], preset=preset)
+    with tempfile.TemporaryDirectory() as tmp, cpu_clock_in_trainer():
+        start = time.process_time()
+        summary = train(cfg, Path(tmp) / "run", log=lambda _m: None)
+        cpu = time.process_time() - start
+        progress = pd.read_csv(Path(tmp) / "run" / "progress.csv")
+    return progress, {"env_steps": summary["env_steps"], "cpu_s": cpu}
+
+
 def learner_costs(cfg: TrainConfig, frames: int = 4096, repeats: int = 3) -> tuple[float, float]:
-    """Seconds per frame of (the action forward pass at a batch of ``num_envs`` frames, the
-    policy gradient's forward + backward in ``batch_chunk`` chunks), on frames of the game."""
+    """CPU seconds per frame of (the action forward pass at a batch of ``num_envs`` frames,
+    the policy gradient's forward + backward in ``batch_chunk`` chunks), on frames of the
+    game."""
     envs = EnvVector(cfg.env, cfg.num_envs, env_options(cfg))
     policy = make_policy(envs.observation_space, envs.action_space, cfg.hidden_sizes)
     rng = np.random.default_rng(0)
@@ -52,8 +123,8 @@ def learner_costs(cfg: TrainConfig, frames: int = 4096, repeats: int = 3) -> tup
     envs.close()
     batch = torch.from_numpy(np.concatenate(obs)[:frames])
 
-    def best_of(fn) -> float:  # the least noisy of a few timings
-        return min(timings(fn, repeats, warmup=True)) / frames
+    def best_of(fn: Callable[[], Any]) -> float:  # the least noisy of a few timings
+        return cpu_seconds(fn, repeats) / frames
 
     def act() -> None:
         with torch.no_grad():
@@ -66,38 +137,85 @@ def learner_costs(cfg: TrainConfig, frames: int = 4096, repeats: int = 3) -> tup
     return best_of(act), best_of(lambda: objective.surrogate_and_grad(policy, params))
 
 
+def train_rate(env: str, method: str, preset: str, steps: int, iters: int) -> dict[str, float]:
+    """One training run's CPU figures: env steps per CPU second of its steady iterations (all
+    but the first, whose seeded resets load each env's ROM once), their sampling and update
+    CPU seconds, and the fixed costs (setup, the first iteration's extra, the evaluation)."""
+    if iters < 2:
+        raise ValueError(f"--iters {iters}: need at least 2 (the first is not steady)")
+    over = {"steps_per_iter": steps, "iterations": iters, "eval_every": 0}
+    progress, run = timed_train(env, method, preset, over)
+    body = progress["wall_time_s"].diff().fillna(progress["wall_time_s"].iloc[0])
+    work = progress["sample_time_s"] + progress["update_time_s"]
+    frames = progress["env_steps"].diff().fillna(progress["env_steps"].iloc[0])
+    steady = slice(1, None)
+    # The evaluation (eval_every 0) runs after the last iteration, inside its body.
+    eval_s = float(body.iloc[-1] - work.iloc[-1])
+    other = (body - work).iloc[1:-1]
+    return {
+        "rate": float(frames.iloc[steady].sum() / work.iloc[steady].sum()),
+        "sample_s": float(progress["sample_time_s"].iloc[steady].mean()),
+        "update_s": float(progress["update_time_s"].iloc[steady].mean()),
+        "other_s": float(other.mean()) if len(other) else float("nan"),
+        "first_extra_s": float(work.iloc[0] - work.iloc[steady].mean()),
+        "eval_s": eval_s,
+        "setup_s": run["cpu_s"] - float(progress["wall_time_s"].iloc[-1]),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--env", default="Pong-v5")
-    ap.add_argument("--steps", type=int, default=8000)
+    ap.add_argument("--steps", type=int, default=20000, help="frames per iteration")
     ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved repetitions")
+    ap.add_argument("--preset", default="paper", choices=["paper", "quick"])
+    ap.add_argument("--methods", nargs="+", default=["trpo-single-path", "trpo-vine"])
+    ap.add_argument("--raw-steps", type=int, default=3000)
     args = ap.parse_args()
     torch.set_num_threads(1)
     gym_id = ENV_SPECS[args.env].gym_id
-    raw_before = raw_ale_rate(gym_id, args.steps // 4)
-    over = {"steps_per_iter": args.steps, "iterations": args.iters}
-    elapsed, progress, run = timed_train(args.env, "trpo-single-path", over)
-    cfg = build_config(args.env, "trpo-single-path", layers=[("bench", over)])
-    summary = {"env_steps": run["env_steps"]}
-    sample_s, update_s = progress["sample_time_s"].sum(), progress["update_time_s"].sum()
-    raw_after = raw_ale_rate(gym_id, args.steps // 4)
-    raw = (raw_before + raw_after) / 2
-    rate = summary["env_steps"] / elapsed
+    cfg = build_config(args.env, "trpo-single-path", layers=[], preset=args.preset)
     print(
-        f"{args.env}: {args.iters} iterations x {args.steps} steps, {cfg.num_envs} envs, "
-        f"frame stack {cfg.atari_frame_stack}, 1 torch thread"
+        f"{args.env}, preset {args.preset}: {args.iters} iterations x {args.steps} frames, "
+        f"{cfg.num_envs} envs, chunks of {cfg.batch_chunk}, frame stack "
+        f"{cfg.atari_frame_stack}, 1 torch thread; CPU seconds of this process"
     )
-    print(
-        f"raw ALE step rate (random actions): {raw:,.0f} steps/s "
-        f"(before {raw_before:,.0f}, after {raw_after:,.0f})"
-    )
-    print(f"TRPO single path training rate:     {rate:,.0f} steps/s (incl. updates)")
-    print(f"RATIO training / raw = {rate / raw:.2f}   (target >= 0.7)")
-    print(
-        f"  of which sampling {sample_s:.1f} s ({summary['env_steps'] / sample_s:,.0f} "
-        f"steps/s, RATIO sampling / raw = {summary['env_steps'] / sample_s / raw:.2f}) and "
-        f"updates {update_s:.1f} s ({update_s / len(progress):.1f} s per iteration)"
-    )
+    ratios: dict[str, list[float]] = {m: [] for m in args.methods}
+    for r in range(args.rounds):
+        raws = [raw_ale_rate(gym_id, args.raw_steps)]
+        results = {}
+        for method in args.methods:
+            results[method] = train_rate(args.env, method, args.preset, args.steps, args.iters)
+            raws.append(raw_ale_rate(gym_id, args.raw_steps))
+        raw = float(np.mean(raws))
+        print(
+            f"round {r + 1}: raw ALE {raw:,.0f} steps per CPU s (random actions; "
+            f"{', '.join(f'{x:,.0f}' for x in raws)} between the runs)"
+        )
+        for method, res in results.items():
+            ratio = res["rate"] / raw
+            ratios[method].append(ratio)
+            per_frame = 1e6 / args.steps
+            print(
+                f"  {method}: {res['rate']:,.0f} steps per CPU s, RATIO training / raw = "
+                f"{ratio:.2f}; per iteration: sample {res['sample_s']:.2f} s "
+                f"({res['sample_s'] * per_frame:.0f} us/frame), update {res['update_s']:.2f} s "
+                f"({res['update_s'] * per_frame:.0f} us/frame), other {res['other_s']:.3f} s"
+            )
+            print(
+                f"    fixed: setup {res['setup_s']:.1f} s, the first iteration's ROM loads "
+                f"{res['first_extra_s']:.1f} s, the evaluation after the last iteration "
+                f"{res['eval_s']:.1f} s ({cfg.eval_episodes} episodes x 2: at eval_every 5 "
+                f"and 100K frames per iteration, "
+                f"{res['eval_s'] / (5 * 1e5 / res['rate']):.1%} of the training time)"
+            )
+    for method, values in ratios.items():
+        print(
+            f"RATIO {method} / raw over {args.rounds} round(s): "
+            f"{min(values):.2f}-{max(values):.2f}"
+            + ("   (target >= 0.5)" if "single" in method else "")
+        )
     act_s, grad_s = learner_costs(cfg)
     env_s = 1 / raw
     print(
@@ -106,7 +224,7 @@ def main() -> None:
         f"(chunks of {cfg.batch_chunk})"
     )
     print(
-        f"CEILING training / raw = {env_s / (env_s + act_s + grad_s):.2f}   (emulator + those "
+        f"CEILING single path / raw = {env_s / (env_s + act_s + grad_s):.2f}   (emulator + those "
         "two passes only: no Fisher products, line search, pooling or Python)"
     )
     print(f"peak RSS: {peak_rss_mb():,.0f} MB")

@@ -23,6 +23,8 @@ a freshly loaded game's. With sticky actions on, every seeded reset reloads the 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from typing import Any
 
 import gymnasium as gym
@@ -30,6 +32,38 @@ import numpy as np
 
 POOL = 4
 CROP_ROWS = 208  # 210 screen rows -> 52 pooled rows
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_retained = False
+
+
+def retain_freed_memory() -> bool:
+    """Keep memory that torch frees inside the process for its next allocations (glibc only).
+
+    glibc serves every block above 32 MB with a fresh ``mmap`` and unmaps it when freed, so
+    the next block of the same size is faulted in again, page by page. A pixel batch's update
+    does that many times per iteration: the Fisher-vector products' double-backprop graph
+    over 10K frames (buffers of 300 MB) and each 512-frame chunk's buffers. Measured on a
+    paper-preset Pong iteration (100K frames): 5 s of system time in 3M page faults out of a
+    21 s update, and the chunked forward passes at 59 instead of 40 us per frame. With
+    ``M_MMAP_MAX`` 0 every block comes from the heap and with a 2 GB ``M_TRIM_THRESHOLD`` the
+    heap is not given back, so freed blocks are reused without faults; the price is a
+    resident size near the iteration's peak (4.9 instead of 3.7 GB measured). Arithmetic is
+    untouched. Returns whether the settings took (False where the C library has no mallopt).
+    """
+    global _retained
+    if _retained:
+        return True
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
+        return False
+    _retained = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    return _retained
 
 
 def register() -> None:
@@ -98,8 +132,10 @@ class AtariPixels(gym.Wrapper):
 def make_atari_env(
     gym_id: str, frame_skip: int = 4, frame_stack: int = 4, sticky_actions: float = 0.0
 ) -> gym.Env:
-    """One Atari env as the suite trains on it (see the module docstring)."""
+    """One Atari env as the suite trains on it (see the module docstring); the process keeps
+    freed memory from then on (:func:`retain_freed_memory`)."""
     register()
+    retain_freed_memory()
     env = gym.make(
         gym_id,
         obs_type="grayscale",

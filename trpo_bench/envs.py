@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from trpo_bench.config import ConfigError, load_preset
+from trpo_bench.mujoco_vector import MujocoStepper, supports
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,20 @@ def make_env(env_id: str, options: Mapping[str, Any] | None = None) -> gym.Env:
     return gym.make(spec.gym_id, disable_env_checker=True)
 
 
+def _mujoco_stepper(
+    env_id: str, envs: list[gym.Env], options: Mapping[str, Any]
+) -> MujocoStepper | None:
+    """The vector stepper for ``envs`` when their task has one and ``options`` allow it."""
+    use = options.get("mujoco_vector", True)
+    if use not in (True, False):
+        raise ConfigError(
+            f"env option 'mujoco_vector': {use!r} is not allowed (allowed: true, false)"
+        )
+    if not use or ENV_SPECS[env_id].family != "mujoco" or not all(map(supports, envs)):
+        return None
+    return MujocoStepper(envs)
+
+
 @dataclass
 class StepResult:
     """What one vector step returns (arrays over the first ``n`` envs stepped)."""
@@ -98,6 +113,12 @@ class EnvVector:
     Cheaper than ``gymnasium.vector.SyncVectorEnv`` for our use: it can step a prefix of the
     envs (the last row of an exact step budget), keeps observations in one preallocated array,
     resets an env as soon as its episode ends and hands back the episode's final observation.
+
+    MuJoCo tasks that :mod:`trpo_bench.mujoco_vector` reproduces bit for bit (the paper's
+    cart-pole, swimmer, hopper, walker; HalfCheetah) are stepped by it, past gymnasium's Python
+    step, with the same results; option ``mujoco_vector: False`` keeps gymnasium's step. The
+    envs in ``self.envs`` are gymnasium's either way (snapshots, restores and gymnasium's own
+    ``step`` work on them).
     """
 
     def __init__(
@@ -106,6 +127,7 @@ class EnvVector:
         self.env_id = env_id
         self.options = dict(options or {})
         self.envs = [make_env(env_id, self.options) for _ in range(num_envs)]
+        self._mujoco = _mujoco_stepper(env_id, self.envs, self.options)
         self.observation_space = self.envs[0].observation_space
         self.action_space = self.envs[0].action_space
         self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
@@ -129,6 +151,10 @@ class EnvVector:
     def step(self, actions: np.ndarray, n: int | None = None) -> StepResult:
         """Step the first ``n`` envs (all by default) with ``actions[:n]``."""
         n = self.num_envs if n is None else n
+        if self._mujoco is not None:
+            # np.clip's values (NaN kept) without its Python wrapper: min(max(a, low), high)
+            actions = np.minimum(np.maximum(actions, self._low), self._high)
+            return self._step_mujoco(actions, n)
         if not self.discrete:
             actions = np.clip(actions, self._low, self._high)
         reward = np.zeros(n)
@@ -153,6 +179,11 @@ class EnvVector:
         ``next_obs`` is None and the other arrays follow ``indices``."""
         if not self.discrete:
             actions = np.clip(actions, self._low, self._high)
+        if self._mujoco is not None:
+            obs = np.empty((len(indices), *self.obs.shape[1:]))
+            reward, terminated, truncated = self._mujoco.step(actions, indices, obs)
+            self.obs[indices] = obs
+            return StepResult(None, reward, terminated, truncated, {})
         n = len(indices)
         reward = np.zeros(n)
         terminated = np.zeros(n, dtype=bool)
@@ -161,6 +192,16 @@ class EnvVector:
             o, reward[j], terminated[j], truncated[j], _ = self.envs[i].step(actions[j])
             self.obs[i] = o
         return StepResult(None, reward, terminated, truncated, {})
+
+    def _step_mujoco(self, actions: np.ndarray, n: int) -> StepResult:
+        """:meth:`step` through :class:`~trpo_bench.mujoco_vector.MujocoStepper`."""
+        obs = self.obs
+        reward, terminated, truncated = self._mujoco.step(actions, range(n), obs)
+        final_obs: dict[int, np.ndarray] = {}
+        for i in np.flatnonzero(terminated | truncated).tolist():
+            final_obs[i] = obs[i].copy()
+            obs[i] = self._mujoco.reset_one(i)
+        return StepResult(obs, reward, terminated, truncated & ~terminated, final_obs)
 
     def close(self) -> None:
         for env in self.envs:

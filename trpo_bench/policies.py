@@ -222,6 +222,10 @@ class CategoricalMLPPolicy(Policy):
         return params[0].argmax(-1)
 
 
+# Below this many frames a forward pass without gradients keeps the plain (NCHW) layout.
+CHANNELS_LAST_MIN_BATCH = 128
+
+
 class CategoricalCNNPolicy(CategoricalMLPPolicy):
     """The paper's Atari policy (Table 3): two convolutions of 16 channels with stride 2, a fully
     connected layer of 20 units, a softmax over the game's actions.
@@ -257,7 +261,11 @@ class CategoricalCNNPolicy(CategoricalMLPPolicy):
         # measured on a 2-core EPYC, the forward + backward of a 512-frame chunk ran 1.6-2x
         # faster and a Fisher-vector product 1.7x (the update in benchmarks/bench_atari.py went
         # from 2.7 to 1.9 s per iteration). Converting the uint8 frames before the float cast
-        # copies 4x fewer bytes.
+        # copies 4x fewer bytes. A forward pass without gradients over a small batch (picking
+        # the actions of 16 envs) is faster in the plain layout (36 instead of 43 us per frame
+        # at 16 frames) and gives the same numbers, bit for bit (tests/test_atari.py).
+        if obs.shape[0] < CHANNELS_LAST_MIN_BATCH and not torch.is_grad_enabled():
+            return obs.float() / 255.0
         return obs.contiguous(memory_format=torch.channels_last).float() / 255.0
 
 
