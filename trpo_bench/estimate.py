@@ -12,14 +12,21 @@ The grid's wall time on N cores is worked out by scheduling its jobs longest fir
 many cores as its ``threads`` (at the rate measured on one thread: more threads are not assumed
 to help), so it is at least the longest job.
 
+On a cluster whose jobs have a time limit (the grid's ``max_job_minutes``, e.g. a SLURM
+partition's), a run longer than the limit runs as several jobs (segments), each stopping before
+the limit and the next resuming from its checkpoint (``trpo_bench.timelimit``);
+:func:`plan_segments` works out how many the longest run needs and so how many times the
+workflow's train rule must be retried (:func:`train_retries`).
+
 Importing this module does not import torch (the Snakefile's jobs re-read it on cluster nodes);
-only resolving a run's budget through ``trpo_bench.config.build_config`` does, and the
+only resolving a run's budget through ``trpo_bench.resolve.build_config`` does, and the
 Snakefile's main process has loaded it by then to check the grid.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -31,6 +38,13 @@ import yaml
 from trpo_bench.grid import Run, resources_for
 
 RATES_FILE = "presets/rates.yaml"
+# What one cluster job spends before its run trains (Snakemake's job start, imports, the MLflow
+# run): measured 7 s through the one-node SLURM; counted generously.
+JOB_START_S = 20.0
+# A job may run this much longer than estimated before its segment plan falls short (the rates
+# are of this machine; a cluster node may be slower).
+SEGMENT_SAFETY = 1.5
+_BUDGETS: dict[tuple[Any, ...], int] = {}
 LONG_WALL_S = 2 * 3600  # above this wall time the message says which grid is the quick one
 QUICK_COMMAND = "snakemake --cores all --configfile config/quick.yaml"
 
@@ -121,9 +135,104 @@ def schedule_wall_s(jobs: Sequence[tuple[float, int]], cores: int) -> float:
     return end
 
 
+def job_limit_minutes(cfg: Mapping[str, Any], env: str) -> int:
+    """The time limit of one training job on ``env``, minutes: its ``resources`` runtime, at
+    most the grid's ``max_job_minutes`` (the partition's limit) when that is set."""
+    runtime = int(resources_for(cfg, env)["runtime"])
+    cap = cfg.get("max_job_minutes")
+    return min(runtime, int(cap)) if cap else runtime
+
+
+def segments_needed(seconds: float, limit_s: float) -> int:
+    """Jobs (segments) of at most ``limit_s`` that a run of ``seconds`` needs, each losing
+    :data:`JOB_START_S` to its start and the time limit's margin to its end, with the run
+    allowed :data:`SEGMENT_SAFETY` times its estimate."""
+    from trpo_bench.timelimit import TimeLimit
+
+    usable = limit_s - JOB_START_S - TimeLimit(limit_s).margin_s
+    if usable <= 0:
+        return 0  # a job cannot train at all: plan_segments reports it
+    return max(1, math.ceil(SEGMENT_SAFETY * seconds / usable))
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """How the grid's longest run fits the jobs' time limits."""
+
+    longest: JobEstimate | None
+    limit_s: float  # the longest run's job time limit
+    segments: int  # jobs the longest run needs (0: its limit leaves no time to train)
+    retries: int  # the train rule's retries: the most segments any run needs, less one, + 3
+
+    @property
+    def fits(self) -> bool:
+        return self.segments == 1
+
+
+def plan_segments(cfg: Mapping[str, Any], estimate: GridEstimate) -> SegmentPlan:
+    """Segments of every run under its job's time limit (:func:`job_limit_minutes`); the plan
+    names the longest run and the retries that let the run needing the most segments finish."""
+    if not estimate.jobs:
+        return SegmentPlan(None, 0.0, 1, 0)
+    most = 1
+    for j in estimate.jobs:
+        n = segments_needed(j.cpu_s, 60.0 * job_limit_minutes(cfg, j.run.env))
+        most = max(most, n) if n else most
+    longest = max(estimate.jobs, key=lambda j: j.cpu_s)
+    limit_s = 60.0 * job_limit_minutes(cfg, longest.run.env)
+    segments = segments_needed(longest.cpu_s, limit_s)
+    # Three more than planned (a slow node, a preempted job, a node failure); none where every
+    # run fits in one job (a failing run is then not retried).
+    retries = most + 2 if most > 1 else 0
+    return SegmentPlan(longest, limit_s, segments, retries)
+
+
+def train_retries(cfg: Mapping[str, Any], runs: Sequence[Run]) -> int:
+    """The train rule's ``retries`` for the grid (:func:`plan_segments`); 0 if the grid cannot
+    be estimated (its line says why)."""
+    try:
+        return plan_segments(cfg, estimate_grid(cfg, runs)).retries
+    except Exception:
+        return 0
+
+
+def segment_line(cfg: Mapping[str, Any], plan: SegmentPlan) -> str | None:
+    """One line on the longest run against its job's time limit: whether it fits, else how
+    many jobs it runs as and the retries that allow them; None for a short grid without
+    ``max_job_minutes``."""
+    if plan.longest is None:
+        return None
+    cap = cfg.get("max_job_minutes")
+    where = (
+        f"max_job_minutes={cap}, the partition's limit"
+        if cap and plan.limit_s <= 60 * int(cap)
+        else "its runtime in the grid's resources"
+    )
+    run = plan.longest.run
+    name = f"{run.env} {run.variant} seed {run.seed}"
+    head = (
+        f"trpo-bench: the longest job ({name}) about {format_hours(plan.longest.cpu_s)} against "
+        f"a job time limit of {format_hours(plan.limit_s)} ({where})"
+    )
+    if plan.segments == 0:
+        return (
+            f"{head}: too short to train in (a job spends about {JOB_START_S:.0f} s starting); "
+            "raise max_job_minutes or the runtime"
+        )
+    if plan.fits and plan.retries == 0:
+        if not cap and plan.longest.cpu_s < LONG_WALL_S:
+            return None
+        hint = "" if cap else "; on a cluster, set max_job_minutes to your partition's limit"
+        return f"{head}: fits in one job{hint}."
+    return (
+        f"{head}: runs as up to {plan.segments} jobs in a row, each resuming from the last "
+        f"one's checkpoint; the train rule retries up to {plan.retries} times."
+    )
+
+
 def run_budget(run: Run, preset: str) -> int:
     """Env steps of one run: iterations x steps_per_iter of its resolved training config."""
-    from trpo_bench.config import build_config  # imports the registries (and torch)
+    from trpo_bench.resolve import build_config  # imports the registries (and torch)
 
     layers = [("the grid's overrides and sweeps", dict(run.settings))]
     cfg = build_config(run.env, run.method, layers=layers, preset=preset)
@@ -145,13 +254,14 @@ def estimate_grid(
 
         families = {e.id: e.family for e in ENV_SPECS.values()}
     if budget is None:
-        cache: dict[tuple[str, str], int] = {}
 
         def budget(run: Run) -> int:
-            key = (run.env, run.variant)
-            if key not in cache:
-                cache[key] = run_budget(run, cfg["preset"])
-            return cache[key]
+            # Resolved once per process for each (env, variant, settings): the Snakefile's
+            # estimate and the train rule's retries ask for the same runs.
+            key = (run.env, run.method, run.settings, cfg["preset"])
+            if key not in _BUDGETS:
+                _BUDGETS[key] = run_budget(run, cfg["preset"])
+            return _BUDGETS[key]
 
     jobs = []
     for run in runs:
@@ -236,6 +346,8 @@ def estimate_lines(
     be made (a rates file edited badly), one line says why and the workflow goes on."""
     try:
         estimate = estimate_grid(cfg, runs)
+        segments = segment_line(cfg, plan_segments(cfg, estimate))
     except Exception as e:
         return [f"trpo-bench: no estimate of the grid's time ({type(e).__name__}: {e})"]
-    return summary_lines(estimate, cores, jobs_at_once=jobs_at_once, default_grid=default_grid)
+    lines = summary_lines(estimate, cores, jobs_at_once=jobs_at_once, default_grid=default_grid)
+    return lines + ([segments] if segments else [])

@@ -1,8 +1,20 @@
 # One job per env x method (x swept value) x seed: `trpo-bench train` writes the run folder
 # (progress.csv, summary.json, policy.pt, checkpoint.pt) and logs one MLflow run. Resources come
 # from the grid's `resources` entry of the env's family (or of the env itself), so a SLURM
-# submission asks for what the job needs. A rerun of a failed job resumes from checkpoint.pt
-# (Snakemake removes only the declared outputs).
+# submission asks for what the job needs; its time limit is at most the grid's max_job_minutes
+# (a partition's limit).
+#
+# A run longer than its job's time limit: inside a SLURM job trpo-bench reads the time left,
+# stops before it with the last iteration checkpointed (exit 75), and `retries` (sized from the
+# grid's estimate, trpo_bench/estimate.py) submits the next job, which resumes from
+# checkpoint.pt. Snakemake deletes only the declared outputs of a failed attempt; checkpoint.pt
+# stays, so no attempt loses completed iterations, and a run that finished just before its
+# limit is rewritten from its final checkpoint without training (README, On a SLURM cluster).
+
+from trpo_bench.estimate import job_limit_minutes, train_retries
+
+# Planned by the main process only (a cluster job re-reads this file and never retries itself).
+TRAIN_RETRIES = train_retries(config, RUNS) if workflow.is_main_process else 0
 
 
 rule train:
@@ -15,13 +27,15 @@ rule train:
         f"{RESULTS}/logs/train/{{env}}/{{variant}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{env}}/{{variant}}/seed{{seed}}.tsv"
+    retries: TRAIN_RETRIES
     threads: lambda wildcards: train_resources(wildcards)["threads"]
     resources:
         mem_mb=lambda wildcards: train_resources(wildcards)["mem_mb"],
-        runtime=lambda wildcards: train_resources(wildcards)["runtime"],
+        runtime=lambda wildcards: job_limit_minutes(config, run_of(wildcards).env),
     params:
         command=lambda wildcards, output, threads: train_command(wildcards, output, threads),
     shell:
-        # One torch thread per declared core; numpy's BLAS likewise.
+        # One torch thread per declared core; numpy's BLAS likewise. (Snakemake deletes the log
+        # before each attempt: it holds the last job's, which says where that job resumed.)
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} "
         "{params.command} > {log} 2>&1"
