@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -145,6 +146,7 @@ def test_select_best_keeps_the_best_sweep_value_and_says_so():
 
 REFERENCE = {
     "sources": {"paper": "the paper", "lib": "a library"},
+    "published_at": {"paper": {"budget_steps": 1000}, "lib": {"budget_steps": 1500}},
     "entries": [
         {"env": "E", "method": "a", "source": "paper", "metric": "final_return", "value": 12.5},
         {
@@ -166,8 +168,9 @@ def test_comparison_puts_published_numbers_beside_ours():
     best = analysis.select_best(analysis.summarize(RUNS, 0.95, 100, 0))
     table = analysis.comparison(best, REFERENCE, ["E"]).set_index("method")
     assert table.loc["a", "published"] == (
-        "12.5 (final; paper); 3 ± 1 (avg over iterations; lib; E-v3)"
+        "12.5 (final; paper; 1K steps); 3 ± 1 (avg over iterations; lib; E-v3; 1.5K steps)"
     )
+    assert table.loc["a", "published_not_comparable"] == ""
     assert table.loc["ng", "published"] == ""
     # a published-only method of a grid env is a row without figures of ours
     assert table.loc["human", "seeds_planned"] == 0
@@ -186,7 +189,10 @@ def test_markdown_lists_every_run_that_is_left_out():
     assert "- `paper`: the paper" in text and "- `lib`: a library" in text
 
 
-def test_learning_curves_average_completed_seeds_up_to_the_shortest_run():
+def test_learning_curves_average_seeds_on_a_shared_env_step_grid():
+    # Seed 1 measured at other env steps (a search's generations overshoot each iteration's
+    # budget) and stopped earlier; seed 2 failed. The grid is the median spacing (100) up to
+    # the furthest point (300); each seed is interpolated onto it before the mean.
     progress = pd.DataFrame(
         {
             "env": "E",
@@ -194,17 +200,27 @@ def test_learning_curves_average_completed_seeds_up_to_the_shortest_run():
             "variant": "a",
             "seed": [0, 0, 0, 1, 1, 2, 2, 2],
             "iteration": [0, 1, 2, 0, 1, 0, 1, 2],
-            "env_steps": [100, 200, 300, 100, 200, 100, 200, 300],
-            "return_mean": [1.0, 2.0, 3.0, 3.0, np.nan, 100.0, 100.0, 100.0],
+            "env_steps": [100, 200, 300, 120, 220, 100, 200, 300],
+            "return_mean": [1.0, 2.0, 3.0, 3.0, 5.0, 100.0, 100.0, 100.0],
         }
     )
     runs = RUNS[RUNS["variant"] == "a"].copy()  # seeds 0, 1 completed; 2 failed
     curves = analysis.learning_curves(progress, runs, 0.95, 500, 0)
-    assert list(curves["iteration"]) == [0, 1]  # seed 1 has two iterations
-    assert list(curves["return_mean"]) == [2.0, 2.0]  # seed 2 (failed) is not averaged
-    assert list(curves["seeds"]) == [2, 1]
+    # seed 1 at 100: held from 120 (within half a step); at 200: 3 + 2 * 80/100 = 4.6; it
+    # ends at 220, so the curve ends at 200 (300 is more than half a step beyond it)
     assert list(curves["env_steps"]) == [100.0, 200.0]
+    assert list(curves["return_mean"]) == pytest.approx([2.0, 3.3])  # seed 2 not averaged
+    assert list(curves["seeds"]) == [2, 2]
     assert (curves["return_ci_low"].iloc[0], curves["return_ci_high"].iloc[0]) == (1.0, 3.0)
+    # every method of an env on the same x values
+    other = progress[progress["seed"] == 0].assign(
+        method="b", variant="b", env_steps=[90, 210, 310]
+    )
+    runs_b = runs.assign(method="b", variant="b")
+    both = analysis.learning_curves(
+        pd.concat([progress, other]), pd.concat([runs, runs_b]), 0.95, 100, 0
+    )
+    assert set(both.loc[both["method"] == "b", "env_steps"]) <= {100.0, 200.0, 300.0}
 
 
 def test_load_runs_reads_run_folders(tmp_path):
@@ -341,8 +357,112 @@ def test_per_env_figure_shows_every_method_with_the_legend_outside_the_axes():
 
 
 def test_a_runs_own_note_reaches_the_table_once():
-    # e.g. CEM/CMA-ES: "episodes cut at 150 of 1000 steps" (baselines/search.py -> summary.json)
+    # e.g. CEM/CMA-ES: "episodes cut at 150 of 1000 steps" (trpo_bench/search.py -> summary.json)
     runs = RUNS[RUNS["variant"] == "a"].assign(run_notes=["cut", "cut", "", ""])
     row = analysis.summarize(runs, 0.95, 100, 0).iloc[0]
     assert row["notes"] == "seed 2 failed; seed 3 missing; cut"
     assert analysis.run_figures({"status": "completed", "notes": ["x", "y"]})["run_notes"] == "x; y"
+
+
+def _config_reference():
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    return yaml.safe_load((root / "config" / "reference.yaml").read_text())
+
+
+def test_published_numbers_beside_ours_only_where_they_compare():
+    reference = _config_reference()
+    envs = ["InvertedPendulum-v5", "Pong-v5", "Hopper-v5"]
+    runs = _runs(
+        [
+            (env, m, m, s, "completed", 10.0, 5.0)
+            for env, m in [
+                ("InvertedPendulum-v5", "trpo-single-path"),
+                ("Pong-v5", "trpo-single-path"),
+                ("Hopper-v5", "trpo-gae"),
+            ]
+            for s in (0, 1)
+        ]
+    )
+    steps = {"InvertedPendulum-v5": 500_000, "Pong-v5": 40_000, "Hopper-v5": 1_000_000}
+    runs["env_steps"] = runs["env"].map(steps).astype(float)
+    best = analysis.select_best(analysis.summarize(runs, 0.95, 100, 0))
+    table = analysis.comparison(best, reference, envs).set_index(["env", "method"])
+    # rllab's Cart-Pole (up to ~5,000) is not InvertedPendulum-v5 (at most 1,000): no number
+    cartpole = table.loc[("InvertedPendulum-v5", "trpo-single-path")]
+    assert cartpole["published"] == ""
+    assert cartpole["published_not_comparable"].startswith(
+        "NOT COMPARABLE: rllab Cart-Pole, rllab (another scale: "
+    )
+    assert "4869.8" not in cartpole["published_not_comparable"]
+    assert "at most 1,000" in cartpole["published_not_comparable"]
+    # Table 1's Pong 20.9 came after 500 x 100K steps: a 40K-step run does not compare
+    pong = table.loc[("Pong-v5", "trpo-single-path")]
+    assert pong["published"] == ""
+    assert pong["published_not_comparable"] == (
+        "NOT COMPARABLE: 20.9 (final; trpo-table1; ALE Pong (2015: frame skip 4, no sticky "
+        "actions); 50M steps) (other budget: 50M steps there, 40K here (0.08% of it))"
+    )
+    # at Table 3's budget it does, with its metric, task and budget
+    ok, why = analysis.comparability(
+        {"env": "Pong-v5", "method": "trpo-single-path", "source": "trpo-table1"}, 5e7, reference
+    )
+    assert (ok, why) == (True, "")
+    vine = {"env": "Pong-v5", "method": "trpo-vine", "source": "trpo-table1"}
+    assert analysis.comparability(vine, 5e7, reference)[0] is False  # the vine's 200M
+    # the libraries' 1M-step numbers compare with a 1M-step trpo-gae run
+    hopper = table.loc[("Hopper-v5", "trpo-gae")]
+    assert hopper["published"] == (
+        "3372 ± 215 (final; sb3-contrib; Hopper-v3; 1M steps); "
+        "2046 ± 1038 (final; tianshou; Hopper; 1M steps)"
+    )
+    assert hopper["published_not_comparable"] == ""  # rllab's Hopper row is single path's
+    # published-only rows (random, human) carry their metric and task too
+    human = table.loc[("Pong-v5", "human")]
+    assert human["seeds_planned"] == 0 and human["published"].startswith("-3 (final; trpo-table1;")
+    text = analysis.to_markdown(table.reset_index(), runs, reference)
+    assert "NOT COMPARABLE" in text and "| Pong-v5 | trpo-single-path | 2/2 |" in text
+
+
+def test_reference_levels_of_an_atari_env_and_none_for_mujoco():
+    reference = _config_reference()
+    levels = analysis.reference_levels(reference, "Pong-v5")
+    assert levels == [
+        ("random -20.4", -20.4),
+        ("human -3", -3.0),
+        ("paper's TRPO 20.9:\nsingle-path (50M steps), vine (200M steps)", 20.9),
+    ]
+    assert analysis.reference_levels(reference, "Hopper-v5") == []
+
+
+def test_figures_structure_panels_legend_outside_and_atari_reference_lines():
+    reference = _config_reference()
+    envs = ["InvertedPendulum-v5", "Swimmer-v5", "Hopper-v5", "Walker2d-v5", "Pong-v5"]
+    methods = ["trpo-single-path", "trpo-vine", "cem", "vpg"]
+    curves, table = _curves_and_table(envs, methods)
+    # figure4: the paper's four panels; its legend below every panel, overlapping none
+    fig = plots.figure4(curves, table, envs, reference=reference)
+    fig.canvas.draw()
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 4
+    legend = fig.legends[0].get_window_extent()
+    for ax in panels:
+        box = ax.get_window_extent()
+        assert legend.y1 <= box.y0 or legend.x0 >= box.x1  # outside the axes
+        assert not [ln for ln in ax.get_lines() if ln.get_gid() == plots.LEVEL_GID]  # MuJoCo
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["trpo-single-path", "trpo-vine",
+                                                                   "cem"]  # fmt: skip
+    # an Atari panel: random, human and the paper's TRPO as lines, the y range covering them
+    # (the curves sit at 0..3 here; Pong's levels reach from -20.4 to 20.9)
+    fig = plots.env_figure(curves, table, "Pong-v5", reference=reference)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    levels = [ln for ln in ax.get_lines() if ln.get_gid() == plots.LEVEL_GID]
+    assert [ln.get_ydata()[0] for ln in levels] == [-20.4, -3.0, 20.9]
+    low, high = ax.get_ylim()
+    assert low < -20.4 and high > 20.9
+    box, legend = ax.get_window_extent(), fig.legends[0].get_window_extent()
+    assert legend.x0 >= box.x1
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "random -20.4" in labels and "human -3" in labels

@@ -27,7 +27,15 @@ from trpo_bench.grid import (
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_SCRIPT = ROOT / "workflow" / "scripts" / "slurm_single_node.sh"
-LIGHT_RULES = ["mlflow_store", "aggregate", "claims", "plots", "mlflow_summary", "all"]
+LIGHT_RULES = [
+    "mlflow_store",
+    "aggregate",
+    "claims",
+    "plots",
+    "overview",
+    "mlflow_summary",
+    "all",
+]
 
 
 def grid_config(*names: str) -> dict:
@@ -423,13 +431,8 @@ def test_smoke_grid_end_to_end(smoke):
     assert {"tables/comparison.md", "tables/comparison.csv", "plots/figure4.png"} <= artifacts
     run = client.get_run(summary["run_id"])
     assert run.data.metrics["training_runs_finished_in_store"] == len(jobs)
-    # the report builds from the finished run
-    report = smoke["dir"] / "report.html"
-    built = snakemake(
-        "--configfile", "config/smoke.yaml", "--report", str(report), cwd=smoke["dir"], timeout=300
-    )
-    assert built.returncode == 0, built.stderr[-3000:]
-    assert report.stat().st_size > 100_000
+    # the report builds from the finished run (test_the_report_opens_with_the_answer reads it)
+    assert smoke_report(smoke).stat().st_size > 100_000
 
 
 def test_smoke_grid_through_slurm(smoke):
@@ -483,3 +486,123 @@ def test_a_deleted_run_file_is_brought_back_not_ignored(smoke, tmp_path):
     out = result.stdout + result.stderr
     planned = set(re.findall(r"wildcards: env=([^,\s]+), variant=([^,\s]+), seed=(\d+)", out))
     assert planned == {("CartPole-v1", "cem", "0"), ("InvertedPendulum-v5", "vpg", "0")}
+
+
+def smoke_report(smoke) -> Path:
+    """``snakemake --report report.html`` on the finished smoke grid, as a user runs it (built
+    once; a report of an existing results folder takes seconds)."""
+    report = smoke["dir"] / "report.html"
+    if not report.exists():
+        built = snakemake(
+            "--configfile",
+            "config/smoke.yaml",
+            "--report",
+            str(report),
+            cwd=smoke["dir"],
+            timeout=300,
+        )
+        assert built.returncode == 0, built.stderr[-3000:]
+    return report
+
+
+def report_items(report: Path) -> tuple[str, dict[str, dict]]:
+    """The report's start page (its workflow description, HTML) and its result items: Snakemake
+    9 writes both into the page as JavaScript literals (``var workflow_desc = "...";``, ``var
+    results = {...};``, JSON), each item's file as a base64 ``data:`` URI."""
+    text = report.read_text()
+
+    def literal(name: str):
+        # in its own <script id=...> block (a bundled library has a `var results` of its own)
+        found = re.search(rf'<script id="{name.split("_")[0]}[^"]*">\s*var {name} = ', text)
+        assert found, f"no `var {name}` in {report}"
+        return json.JSONDecoder().raw_decode(text, found.end())[0]
+
+    return literal("workflow_desc"), literal("results")
+
+
+def decoded(item: dict) -> str:
+    import base64
+
+    return base64.b64decode(item["data_uri"].split("base64,", 1)[1]).decode("utf-8")
+
+
+def test_the_report_opens_with_the_answer(smoke):
+    assert smoke["result"].returncode == 0
+    start, items = report_items(smoke_report(smoke))
+    by_name = {item["filename"]: item for item in items.values()}
+    # the comparison table is an HTML item, rendered (a table, not a download link)
+    comparison = by_name["comparison.html"]
+    assert comparison["mime_type"] == "text/html"
+    page = decoded(comparison)
+    row = re.search(
+        r"<tr>\s*<td>CartPole-v1</td>\s*<td>trpo-single-path</td>\s*<td>1/1</td>\s*"
+        r"<td>(-?[\d,]+\.\d)</td>",
+        page,
+    )
+    assert row, page[:3000]
+    table = pd.read_csv(smoke["dir"] / grid_config("smoke")["results"] / "tables/comparison.csv")
+    ours = table[(table["env"] == "CartPole-v1") & (table["method"] == "trpo-single-path")]
+    assert float(row.group(1).replace(",", "")) == pytest.approx(
+        ours["final_return_mean"].iloc[0], abs=0.051
+    )
+    # the start page: the claims and verdicts, the budget share, the comparison, the figure
+    assert "The paper's claims" in start and 'class="verdict-undecided">undecided<' in start
+    assert "Budget per run, as a share of the paper's" in start
+    assert "InvertedPendulum-v5: 1.76K steps (0.088% of the paper's 2M)" in start
+    assert "<td>InvertedPendulum-v5</td>" in start and "<td>trpo-single-path</td>" in start
+    assert "data:image/png;base64," in start  # figure4, embedded
+    assert start.index("The paper's claims") < start.index("trpo-bench reproduces")
+    # categories in order, items labelled
+    assert by_name["figure4.png"]["labels"] == {"figure": "figure4", "format": "png"}
+    assert by_name["claims.html"]["labels"] == {"page": "3. claims and verdicts"}
+    assert "locomotion comparison" not in start  # Pong is not locomotion
+
+
+def test_mlflow_is_browsable_and_the_store_lock_is_gone(smoke):
+    assert smoke["result"].returncode == 0
+    from mlflow.tracking import MlflowClient
+
+    res = smoke["dir"] / grid_config("smoke")["results"]
+    assert not (res / "mlflow.db.lock").exists()  # deleted by its last holder
+    summary = json.loads((res / "mlflow_summary.json").read_text())
+    client = MlflowClient(tracking_uri=summary["tracking_uri"])
+    experiment = client.get_experiment_by_name(grid_config("smoke")["experiment"])
+    note = experiment.tags["mlflow.note.content"]
+    assert "`1_eval_return`" in note and "`3_env_steps`" in note
+    assert f"#/experiments/{experiment.experiment_id}/runs/{summary['run_id']}" in note
+    runs = client.search_runs([experiment.experiment_id], "tags.method = 'natural-gradient'")
+    names = {r.info.run_name for r in runs}
+    assert names == {"CartPole/ng@0.3/s0", "CartPole/ng@1/s0", "InvertedPendulum/ng@0.3/s0",
+                     "InvertedPendulum/ng@1/s0"}  # fmt: skip
+    run = runs[0]
+    assert run.data.tags["run"].startswith(run.data.tags["env"] + "/natural-gradient@step_size=")
+    assert sorted(run.data.metrics)[:3] == ["1_eval_return", "2_train_return", "3_env_steps"]
+    assert run.data.metrics["3_env_steps"] == run.data.metrics["env_steps"]
+    artifacts = {a.path for a in client.list_artifacts(summary["run_id"], "report")}
+    assert "report/overview.html" in artifacts
+
+
+def test_store_lock_is_deleted_by_its_holder_and_a_waiter_relocks_the_path(tmp_path):
+    import threading
+    import time
+
+    from trpo_bench.tracking import store_lock
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    lock = tmp_path / "m.db.lock"
+    order = []
+
+    def waiter():
+        with store_lock(uri, timeout_s=10):
+            order.append(("waiter", lock.exists()))
+
+    with store_lock(uri, timeout_s=1):
+        assert lock.exists()
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        time.sleep(0.3)  # the waiter has opened the lock file and waits on it
+        order.append(("holder", True))
+    thread.join(10)
+    # the waiter got the lock only after the holder let go, on a file of its own
+    assert order == [("holder", True), ("waiter", True)]
+    assert not lock.exists()

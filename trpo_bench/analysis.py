@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from trpo_bench.config import load_preset
-from trpo_bench.grid import format_value
+from trpo_bench.variants import format_value
 
 RUN_KEYS = ["env", "method", "variant"]
 STATUS_DONE = "completed"
@@ -316,16 +316,78 @@ def _sort_key(v: Any) -> tuple[int, Any]:
     return (0, v) if isinstance(v, int | float) and not isinstance(v, bool) else (1, str(v))
 
 
-def published_text(entry: Mapping[str, Any]) -> str:
-    """One published number as shown in the table: value +- spread (metric; source; task)."""
+BUDGET_FACTOR = 2.0
+"""A published number sits beside ours as comparable only when our runs' env steps are within
+this factor of the budget behind it (and the task's reward is on the same scale)."""
+
+
+def published_meta(entry: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, Any]:
+    """What a published number was measured at: ``task`` (the task and its version),
+    ``budget_steps`` (env steps behind the number, None where not published) and
+    ``other_scale`` (why its return is on another scale than ours, or ""). Each comes from the
+    entry, else from ``reference['published_at'][source]`` (``budget_steps`` there may map
+    methods to budgets, e.g. the vine's larger batches)."""
+    at = (reference.get("published_at") or {}).get(entry["source"]) or {}
+    budget = entry.get("budget_steps", at.get("budget_steps"))
+    if isinstance(budget, Mapping):
+        budget = budget.get(entry["method"])
+    task = entry.get("task", at.get("task", ""))
+    return {
+        "task": str(task).format(env=entry["env"].removesuffix("-v5")) if task else "",
+        "budget_steps": int(budget) if budget is not None else None,
+        "other_scale": str(entry.get("other_scale", at.get("other_scale", "")) or ""),
+    }
+
+
+def published_text(entry: Mapping[str, Any], reference: Mapping[str, Any] | None = None) -> str:
+    """One published number as shown in the table, with what it was measured at:
+    ``20.9 (final; trpo-table1; ALE Pong (2015); 50M steps)``."""
+    meta = published_meta(entry, reference or {})
     value = f"{entry['value']:g}"
     if entry.get("spread") is not None:
         value += f" ± {entry['spread']:g}"
     metric = "avg over iterations" if entry["metric"] == "average_return" else "final"
     where = [metric, entry["source"]]
-    if entry.get("task"):
-        where.append(str(entry["task"]))
+    if meta["task"]:
+        where.append(meta["task"])
+    if meta["budget_steps"]:
+        where.append(f"{_steps(meta['budget_steps'])} steps")
     return f"{value} ({'; '.join(where)})"
+
+
+def comparability(
+    entry: Mapping[str, Any], our_steps: float, reference: Mapping[str, Any]
+) -> tuple[bool, str]:
+    """Whether a published number compares with our runs of ``our_steps`` env steps, and if
+    not, why (one phrase). Not comparable: a return on another scale (another task or reward:
+    rllab's Cart-Pole scores up to about 5,000, InvertedPendulum-v5 at most 1,000), or a budget
+    more than :data:`BUDGET_FACTOR` away from ours (Table 1's Pong 20.9 after 50M steps beside a
+    40K-step run), or a budget that was not published."""
+    meta = published_meta(entry, reference)
+    if meta["other_scale"]:
+        return False, f"another scale: {meta['other_scale']}"
+    budget = meta["budget_steps"]
+    if not budget:
+        return False, "its budget is not published"
+    if not math.isfinite(our_steps):
+        return False, "no completed run of ours"
+    ratio = our_steps / budget
+    if 1 / BUDGET_FACTOR <= ratio <= BUDGET_FACTOR:
+        return True, ""
+    share = f"{100 * ratio:.0f}%" if ratio >= 0.1 else f"{100 * ratio:.2g}%"
+    return False, (
+        f"other budget: {_steps(budget)} steps there, {_steps(our_steps)} here ({share} of it)"
+    )
+
+
+def not_comparable_text(entry: Mapping[str, Any], why: str, reference: Mapping[str, Any]) -> str:
+    """A published entry that does not compare with ours: marked, and without its number where
+    the scales differ (a number on another scale beside ours only misleads)."""
+    if why.startswith("another scale"):
+        meta = published_meta(entry, reference)
+        task = meta["task"] or entry["env"]
+        return f"NOT COMPARABLE: {task}, {entry['source']} ({why}; number left out)"
+    return f"NOT COMPARABLE: {published_text(entry, reference)} ({why})"
 
 
 def comparison(
@@ -333,21 +395,36 @@ def comparison(
 ) -> pd.DataFrame:
     """Our best variant per env x method with the published numbers beside it.
 
-    ``reference`` is config/reference.yaml's data (``sources`` and ``entries``). Published
-    entries of a method that is not in our grid, on an env that is, come as extra rows with
-    empty figures of ours (``seeds_planned`` 0).
+    ``reference`` is config/reference.yaml's data (``sources``, ``published_at`` and
+    ``entries``). ``published`` holds the entries that compare with our runs (same reward
+    scale, a budget within :data:`BUDGET_FACTOR` of ours), each with its metric, task and
+    budget; ``published_not_comparable`` the others, marked and saying why
+    (:func:`comparability`). Published entries of a method that is not in our grid, on an env
+    that is (random, human, DQN), come as extra rows with empty figures of ours
+    (``seeds_planned`` 0).
     """
     entries = [e for e in reference.get("entries", []) if e["env"] in envs]
     table = best.copy()
-    table["published"] = [
-        "; ".join(published_text(e) for e in entries if (e["env"], e["method"]) == (env, method))
-        for env, method in zip(table["env"], table["method"], strict=True)
-    ]
+    comparable, other = [], []
+    for env, method, steps in zip(table["env"], table["method"], table["env_steps"], strict=True):
+        yes, no = [], []
+        for e in entries:
+            if (e["env"], e["method"]) != (env, method):
+                continue
+            ok, why = comparability(e, float(steps), reference)
+            if ok:
+                yes.append(published_text(e, reference))
+            else:
+                no.append(not_comparable_text(e, why, reference))
+        comparable.append("; ".join(yes))
+        other.append("; ".join(no))
+    table["published"] = comparable
+    table["published_not_comparable"] = other
     ours = set(zip(table["env"], table["method"], strict=True))
     extra: dict[tuple[str, str], list[str]] = {}
     for e in entries:
         if (e["env"], e["method"]) not in ours:
-            extra.setdefault((e["env"], e["method"]), []).append(published_text(e))
+            extra.setdefault((e["env"], e["method"]), []).append(published_text(e, reference))
     extra_rows = pd.DataFrame(
         [
             {
@@ -357,6 +434,7 @@ def comparison(
                 "seeds_planned": 0,
                 "seeds_done": 0,
                 "published": "; ".join(texts),
+                "published_not_comparable": "",
                 "notes": "published only",
             }
             for (env, method), texts in extra.items()
@@ -381,9 +459,63 @@ def comparison(
         "env_steps",
         "wall_time_s",
         "published",
+        "published_not_comparable",
         "notes",
     ]
     return table.reindex(columns=columns).reset_index(drop=True)
+
+
+def reference_levels(reference: Mapping[str, Any], env: str) -> list[tuple[str, float]]:
+    """The published reference levels of ``env`` for a figure: a random and a human player's
+    score and the paper's TRPO scores (Table 1, for Atari; methods with the same score share
+    one level), as (label, value), in that order. Empty for an env without them (MuJoCo)."""
+    entries = [e for e in reference.get("entries", []) if e["env"] == env]
+    out = [
+        (f"{e['method']} {e['value']:g}", float(e["value"]))
+        for name in ("random", "human")
+        for e in entries
+        if e["method"] == name
+    ]
+    trpo: dict[float, list[str]] = {}
+    for e in entries:
+        if e["method"].startswith("trpo") and e["source"] == "trpo-table1":
+            budget = published_meta(e, reference)["budget_steps"]
+            at = f" ({_steps(budget)} steps)" if budget else ""
+            trpo.setdefault(float(e["value"]), []).append(
+                f"{e['method'].removeprefix('trpo-')}{at}"
+            )
+    out += [
+        (f"paper's TRPO {value:g}:\n{', '.join(names)}", value) for value, names in trpo.items()
+    ]
+    return out
+
+
+def curve_grid(progress: pd.DataFrame) -> np.ndarray:
+    """A shared env-step grid for one env's curves: multiples of the median spacing between
+    consecutive measurements (an iteration's batch, or ``eval_every`` of them), up to the
+    furthest measurement. Every method and seed of the env is read at these x values."""
+    gaps = [
+        np.diff(np.sort(g["env_steps"].to_numpy(float)))
+        for _, g in progress.groupby([*RUN_KEYS, "seed"], sort=False)
+    ]
+    gaps = np.concatenate(gaps) if gaps else np.array([])
+    gaps = gaps[gaps > 0]
+    end = float(progress["env_steps"].max()) if len(progress) else math.nan
+    if not math.isfinite(end) or end <= 0:
+        return np.array([])
+    step = float(np.median(gaps)) if len(gaps) else end
+    count = max(1, round(end / step))
+    return step * np.arange(1, count + 1)
+
+
+def _on_grid(curve: pd.DataFrame, grid: np.ndarray, slack: float) -> np.ndarray:
+    """One seed's curve linearly interpolated at ``grid``; NaN outside its measured range
+    widened by ``slack`` env steps at each end (where the nearest measurement is held)."""
+    c = curve.sort_values("env_steps")
+    x, y = c["env_steps"].to_numpy(float), c["return_mean"].to_numpy(float)
+    values = np.interp(grid, x, y)
+    values[(grid < x[0] - slack) | (grid > x[-1] + slack)] = np.nan
+    return values
 
 
 def learning_curves(
@@ -393,40 +525,49 @@ def learning_curves(
     samples: int = 2000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Per env x method x variant x iteration: mean return over the completed seeds with a
-    bootstrap CI, and the mean env steps (the x axis). Iterations are aligned by index and kept
-    up to the shortest completed run; ``seeds`` counts the seeds with a return there."""
+    """Per env x method x variant, on the env's shared env-step grid (:func:`curve_grid`):
+    mean return over the completed seeds with a bootstrap CI.
+
+    Each seed's curve is interpolated linearly onto the grid before averaging, so seeds (and
+    methods) whose measurements fall at different env steps (a search's generations overshoot
+    an iteration's budget; the vine's branches end early) are averaged at the same x. A grid
+    point is kept while every completed seed reaches it, to within half a grid step (the
+    curve ends where its shortest seed ends, never on an extrapolated tail); ``seeds``
+    counts the seeds averaged there."""
     done = runs.loc[runs["status"] == STATUS_DONE, [*RUN_KEYS, "seed"]]
     progress = progress.merge(done, on=[*RUN_KEYS, "seed"])
+    progress = progress[np.isfinite(progress["return_mean"].to_numpy(float))]
     out = []
-    for (env, method, variant), g in progress.groupby(RUN_KEYS, sort=False):
-        returns = g.pivot(index="seed", columns="iteration", values="return_mean")
-        steps = g.pivot(index="seed", columns="iteration", values="env_steps")
-        keep = returns.columns[: int(g.groupby("seed")["iteration"].count().min())]
-        x = returns[keep].to_numpy(float)
-        low, high = bootstrap_ci(x, confidence, samples, seed)
-        with np.errstate(all="ignore"):
-            mean = np.nanmean(x, axis=0) if x.size else np.array([])
-        out.append(
-            pd.DataFrame(
-                {
-                    "env": env,
-                    "method": method,
-                    "variant": variant,
-                    "iteration": keep.to_numpy(int),
-                    "env_steps": steps[keep].mean(axis=0).to_numpy(float),
-                    "return_mean": mean,
-                    "return_ci_low": low,
-                    "return_ci_high": high,
-                    "seeds": np.isfinite(x).sum(axis=0),
-                }
+    for env, per_env in progress.groupby("env", sort=False):
+        grid = curve_grid(per_env)
+        if not len(grid):
+            continue
+        slack = 0.5 * float(grid[0])
+        for (_env, method, variant), g in per_env.groupby(RUN_KEYS, sort=False):
+            x = np.vstack([_on_grid(c, grid, slack) for _, c in g.groupby("seed", sort=True)])
+            keep = np.isfinite(x).all(axis=0)
+            if not keep.any():
+                continue
+            x = x[:, keep]
+            low, high = bootstrap_ci(x, confidence, samples, seed)
+            out.append(
+                pd.DataFrame(
+                    {
+                        "env": env,
+                        "method": method,
+                        "variant": variant,
+                        "env_steps": grid[keep],
+                        "return_mean": x.mean(axis=0),
+                        "return_ci_low": low,
+                        "return_ci_high": high,
+                        "seeds": x.shape[0],
+                    }
+                )
             )
-        )
     if not out:
         return pd.DataFrame(
             columns=[
                 *RUN_KEYS,
-                "iteration",
                 "env_steps",
                 "return_mean",
                 "return_ci_low",
@@ -465,19 +606,17 @@ def _with_ci(mean: Any, low: Any, high: Any, digits: int = 1) -> str:
     return text
 
 
-def to_markdown(
-    table: pd.DataFrame,
-    runs: pd.DataFrame,
-    reference: Mapping[str, Any],
-    confidence: float = 0.95,
-    title: str = "trpo-bench comparison",
-    metric: str = "eval",
-) -> str:
-    """The comparison table as a Markdown document: the yardstick and each run's budget as a
-    share of the paper's, what each column means, the sweeps' choices, every run that is
-    missing or failed, and the published numbers' sources."""
+def display_table(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """The comparison table as shown (Markdown and HTML alike): one text cell per figure, the
+    budget as a share of the paper's, the published numbers that compare with ours and, marked,
+    those that do not."""
     pct = f"{confidence:.0%}"
-    shown = pd.DataFrame(
+    not_comparable = (
+        table["published_not_comparable"]
+        if "published_not_comparable" in table
+        else pd.Series("", index=table.index)
+    )
+    return pd.DataFrame(
         {
             "env": table["env"],
             "method": table["method"],
@@ -507,24 +646,63 @@ def to_markdown(
                 budget_text(env, v) for env, v in zip(table["env"], table["env_steps"], strict=True)
             ],
             "wall time (s)": [_num(v, 0) for v in table["wall_time_s"]],
-            "published": table["published"].fillna(""),
+            "published": [
+                "; ".join(t for t in (p, n) if isinstance(t, str) and t)
+                for p, n in zip(table["published"], not_comparable, strict=True)
+            ],
             "notes": [
                 "; ".join(t for t in (c, n) if isinstance(t, str) and t)
                 for c, n in zip(table["choice"], table["notes"], strict=True)
             ],
         }
     )
-    bad = problems(runs)
-    lines = [f"# {title}", ""]
+
+
+def quick_look_share(table: pd.DataFrame) -> float | None:
+    """The largest share of the paper's sample budget among the table's runs, if every run had
+    less than :data:`QUICK_LOOK_SHARE` of it (a quick look); else None."""
     shares = [
         v / b
         for env, v in zip(table["env"], table["env_steps"], strict=True)
         if (b := paper_budget(env)) and math.isfinite(v)
     ]
-    if shares and max(shares) < QUICK_LOOK_SHARE:
+    return max(shares) if shares and max(shares) < QUICK_LOOK_SHARE else None
+
+
+def yardstick_text(metric: str, confidence: float) -> str:
+    """The paragraph above the comparison table: what its figures are."""
+    return (
+        f"Yardstick: the {YARDSTICKS[metric]['label']}. "
+        f"Mean over completed seeds with a {confidence:.0%} percentile bootstrap interval over "
+        "seeds. Final return: the final policy's. Average return: the mean over all "
+        "measurements during training (rllab's metric). Budget and wall time: per run. A swept "
+        "method shows its best value per env (as the paper kept the best natural-gradient "
+        "step size); `notes` names it and the values tried. Published numbers appear with "
+        "their metric, task and budget where they compare with ours (the same reward scale, a "
+        f"budget within a factor of {BUDGET_FACTOR:g} of ours); the others are marked NOT "
+        "COMPARABLE with the reason."
+    )
+
+
+def to_markdown(
+    table: pd.DataFrame,
+    runs: pd.DataFrame,
+    reference: Mapping[str, Any],
+    confidence: float = 0.95,
+    title: str = "trpo-bench comparison",
+    metric: str = "eval",
+) -> str:
+    """The comparison table as a Markdown document: the yardstick and each run's budget as a
+    share of the paper's, what each column means, the sweeps' choices, every run that is
+    missing or failed, and the published numbers' sources."""
+    shown = display_table(table, confidence)
+    bad = problems(runs)
+    lines = [f"# {title}", ""]
+    share = quick_look_share(table)
+    if share is not None:
         lines += [
             f"**A quick look, not the paper's experiment: every run here had at most "
-            f"{100 * max(shares):.2g}% of the paper's sample budget** (column `budget per run`). "
+            f"{100 * share:.2g}% of the paper's sample budget** (column `budget per run`). "
             "An ordering of methods at such budgets says nothing about the paper's claims; "
             "`claims.md` decides them with statistics, and says `undecided` where these runs "
             "cannot.",
@@ -542,12 +720,7 @@ def to_markdown(
             "",
         ]
     lines += [
-        f"Yardstick: the {YARDSTICKS[metric]['label']}. "
-        f"Mean over completed seeds with a {pct} percentile bootstrap interval over seeds. "
-        "Final return: the final policy's. Average return: the mean over all measurements "
-        "during training (rllab's metric). Budget and wall time: per run. A swept "
-        "method shows its best value per env (as the paper kept the best natural-gradient "
-        "step size); `notes` names it and the values tried.",
+        yardstick_text(metric, confidence),
         "",
         markdown_table(shown),
         "",

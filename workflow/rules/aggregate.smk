@@ -1,5 +1,14 @@
-# Tables (CSV + Markdown, published numbers beside ours) and learning-curve plots (PNG + PDF),
-# both marked as report items for `snakemake --report report.html`.
+# Tables (CSV + Markdown + HTML, published numbers beside ours), learning-curve plots (PNG +
+# PDF), the claims, and the overview page that opens `snakemake --report report.html` with the
+# answer. Report categories are numbered: the report lists them alphabetically.
+
+ANSWER = "1. The answer"
+CURVES = "2. Learning curves"
+CLAIMS_DETAIL = "3. Claims in detail"
+FILES = "4. Tables as files"
+OVERVIEW = f"{RESULTS}/overview.html"
+COMPARISON_HTML = f"{RESULTS}/tables/comparison.html"
+CLAIMS_HTML = f"{RESULTS}/tables/claims.html"
 
 
 rule aggregate:
@@ -12,13 +21,21 @@ rule aggregate:
         summary=TABLES["summary"],
         comparison=report(
             TABLES["comparison"],
-            category="Tables",
+            category=FILES,
             caption="../report/comparison.rst",
+            labels={"table": "comparison", "format": "csv"},
         ),
         markdown=report(
             TABLES["markdown"],
-            category="Tables",
+            category=FILES,
             caption="../report/comparison.rst",
+            labels={"table": "comparison", "format": "md"},
+        ),
+        html=report(
+            COMPARISON_HTML,
+            category=ANSWER,
+            caption="../report/comparison.rst",
+            labels={"page": "2. comparison table"},
         ),
         curves=TABLES["curves"],
     log:
@@ -38,23 +55,26 @@ rule plots:
     input:
         curves=TABLES["curves"],
         comparison=TABLES["comparison"],
+        reference=REFERENCE,
     output:
         envs=[
             report(
                 f"{stem}.{fmt}",
-                category="Learning curves",
-                subcategory="per env",
+                category=CURVES,
+                subcategory="per env, every method",
                 caption="../report/curves.rst",
+                labels={"env": env, "format": fmt},
             )
-            for stem in PLOT_STEMS[:-1]
+            for env, stem in zip(ENVS, PLOT_STEMS[:-1])
             for fmt in ("png", "pdf")
         ],
         grid=[
             report(
                 f"{PLOT_STEMS[-1]}.{fmt}",
-                category="Learning curves",
-                subcategory="all envs (Figure 4)",
-                caption="../report/curves.rst",
+                category=CURVES,
+                subcategory="Figure 4 (the paper's layout)",
+                caption="../report/figure4.rst",
+                labels={"figure": "figure4", "format": fmt},
             )
             for fmt in ("png", "pdf")
         ],
@@ -78,13 +98,27 @@ rule claims:
         comparison=TABLES["comparison"],
         reference=REFERENCE,
     output:
-        markdown=report(CLAIMS["markdown"], category="Claims", caption="../report/claims.rst"),
+        markdown=report(
+            CLAIMS["markdown"],
+            category=CLAIMS_DETAIL,
+            caption="../report/claims.rst",
+            labels={"item": "claims and every comparison (Markdown)", "format": "md"},
+        ),
+        html=report(
+            CLAIMS_HTML,
+            category=ANSWER,
+            caption="../report/claims.rst",
+            labels={"page": "3. claims and verdicts"},
+        ),
         verdicts=CLAIMS["verdicts"],
         comparisons=CLAIMS["comparisons"],
         iqm=CLAIMS["iqm"],
         profile=[
             report(
-                f"{CLAIMS['profile']}.{fmt}", category="Claims", caption="../report/claims.rst"
+                f"{CLAIMS['profile']}.{fmt}",
+                category=CLAIMS_DETAIL,
+                caption="../report/claims.rst",
+                labels={"item": "performance profile", "format": fmt},
             )
             for fmt in ("png", "pdf")
         ],
@@ -101,6 +135,34 @@ rule claims:
         title=f"The paper's claims: {config['experiment']}",
     script:
         "../scripts/claims.py"
+
+
+# The page that opens the report (workflow/report/workflow.rst includes it inline): the claims
+# and their verdicts, the budget as a share of the paper's, the comparison, the paper-style
+# figure.
+rule overview:
+    input:
+        runs=TABLES["runs"],
+        comparison=TABLES["comparison"],
+        verdicts=CLAIMS["verdicts"],
+        figure=f"{PLOT_STEMS[-1]}.png",
+    output:
+        report(
+            OVERVIEW,
+            category=ANSWER,
+            caption="../report/overview.rst",
+            labels={"page": "1. overview"},
+        ),
+    log:
+        f"{RESULTS}/logs/overview.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/overview.tsv"
+    params:
+        envs=ENVS,
+        analysis=config["analysis"],
+        title=f"trpo-bench: {config['experiment']}",
+    script:
+        "../scripts/overview.py"
 
 
 # The committed report of a real run (a grid with `reproduction: <folder>`, config/claims.yaml):

@@ -1,6 +1,7 @@
 # MLflow: the store and the experiment are created once, before the training jobs (many jobs
 # opening a fresh sqlite store at once race on its schema); after the tables and plots, a
-# summary run holds them as artifacts and each env x method's returns as metrics.
+# summary run holds them (and the report's overview page) as artifacts and each env x method's
+# returns as metrics, and the experiment's description names the key metrics and links it.
 
 
 localrules:
@@ -27,6 +28,7 @@ rule mlflow_summary:
         tables=list(TABLES.values()),
         plots=PLOTS,
         claims=[*list(CLAIMS.values())[:-1], f"{CLAIMS['profile']}.png"],
+        report=[OVERVIEW, COMPARISON_HTML, CLAIMS_HTML],
     output:
         MLFLOW_SUMMARY,
     log:

@@ -1,11 +1,12 @@
-"""Glue for rule aggregate: read the grid's run folders, write the tables (trpo_bench.analysis)."""
+"""Glue for rule aggregate: read the grid's run folders, write the tables (trpo_bench.analysis):
+CSV, Markdown, and the comparison as a standalone HTML page for the report (trpo_bench.report)."""
 
 import logging
 import sys
 
 import yaml
 
-from trpo_bench import analysis
+from trpo_bench import analysis, report
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(message)s")
@@ -29,6 +30,8 @@ table.to_csv(sm.output.comparison, index=False)
 curves.to_csv(sm.output.curves, index=False)
 with open(sm.output.markdown, "w") as f:
     f.write(analysis.to_markdown(table, runs, reference, conf, sm.params.title, metric))
+with open(sm.output.html, "w") as f:
+    f.write(report.comparison_html(table, runs, conf, sm.params.title, metric))
 
 bad = analysis.problems(runs)
 logging.info("%d planned runs, %d not completed with a return", len(runs), len(bad))

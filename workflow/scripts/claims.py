@@ -5,7 +5,7 @@ import sys
 import pandas as pd
 import yaml
 
-from trpo_bench import analysis, claims, plots
+from trpo_bench import analysis, claims, plots, report
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115 (warnings go to the rule's log)
@@ -45,6 +45,8 @@ text = claims.claims_markdown(results, verdicts, sm.params.title, note, conf)
 text += "\n" + analysis.iqm_markdown(iqm, metric, norm_ref) + "\n"
 with open(sm.output.markdown, "w") as f:
     f.write(text)
+with open(sm.output.html, "w") as f:
+    f.write(report.claims_html(verdicts, note, sm.params.title))
 results.to_csv(sm.output.comparisons, index=False)
 verdicts.to_csv(sm.output.verdicts, index=False)
 iqm.to_csv(sm.output.iqm, index=False)

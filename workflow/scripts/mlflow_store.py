@@ -11,8 +11,10 @@ import sys
 
 from trpo_bench.tracking import (
     bound_tracking_calls,
+    experiment_description,
     get_or_create_experiment,
     is_local_store,
+    set_experiment_description,
     short_reason,
     store_lock,
 )
@@ -31,6 +33,10 @@ try:
         client = MlflowClient(tracking_uri=uri)
         attempts = 8 if is_local_store(uri) else 1
         info["experiment_id"] = get_or_create_experiment(client, experiment, uri, attempts)
+        # Shown above the runs table: the key metrics (the summary run's link comes later).
+        set_experiment_description(
+            client, info["experiment_id"], experiment_description(info["experiment_id"])
+        )
 except Exception as e:
     info["experiment_id"] = None
     info["warning"] = (

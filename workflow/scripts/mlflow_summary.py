@@ -6,7 +6,12 @@ import sys
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from trpo_bench.tracking import bound_tracking_calls, log_summary_run
+from trpo_bench.tracking import (
+    bound_tracking_calls,
+    experiment_description,
+    log_summary_run,
+    set_experiment_description,
+)
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115 (warnings go to the rule's log)
@@ -52,8 +57,15 @@ run_id = log_summary_run(
     "summary",
     params=params,
     metrics=metrics,
-    artifacts={"tables": sm.input.tables, "plots": sm.input.plots, "claims": sm.input.claims},
+    artifacts={
+        "tables": sm.input.tables,
+        "plots": sm.input.plots,
+        "claims": sm.input.claims,
+        "report": sm.input.report,
+    },
 )
+# The experiment's description now links the summary run (the results on one page).
+set_experiment_description(client, experiment_id, experiment_description(experiment_id, run_id))
 with open(sm.output[0], "w") as f:
     json.dump(
         {"run_id": run_id, "tracking_uri": sm.params.uri, "experiment": sm.params.experiment},

@@ -3,6 +3,7 @@
 import sys
 
 import pandas as pd
+import yaml
 
 from trpo_bench import plots
 
@@ -12,7 +13,9 @@ sys.stderr = open(sm.log[0], "w")  # noqa: SIM115 (warnings go to the rule's log
 curves = pd.read_csv(sm.input.curves)
 table = pd.read_csv(sm.input.comparison, keep_default_na=False, na_values=[""])
 conf = sm.params.confidence
+with open(sm.input.reference) as f:
+    reference = yaml.safe_load(f) or {}  # Atari panels: random, human and the paper's TRPO
 *env_stems, grid_stem = sm.params.stems
 for env, stem in zip(sm.params.envs, env_stems, strict=True):
-    plots.save(plots.env_figure(curves, table, env, conf), stem)
-plots.save(plots.figure4(curves, table, sm.params.envs, conf), grid_stem)
+    plots.save(plots.env_figure(curves, table, env, conf, reference), stem)
+plots.save(plots.figure4(curves, table, sm.params.envs, conf, reference), grid_stem)
