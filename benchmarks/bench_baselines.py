@@ -30,9 +30,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import raw_gymnasium_rate
 
-from baselines.search import SearchProblem
-from trpo_bench.config import build_config
+from trpo_bench.resolve import build_config
 from trpo_bench.sampling import iteration_seeds
+from trpo_bench.search import SearchProblem
 from trpo_bench.trainer import train
 
 # Whole-training rates: (label, method, extra settings).

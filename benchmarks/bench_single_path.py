@@ -21,8 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import raw_gymnasium_rate, timed_train
 
-from trpo_bench.config import build_config
 from trpo_bench.optim import flat_grad
+from trpo_bench.resolve import build_config
 from trpo_bench.sampling import sample_single_path
 from trpo_bench.steps import trpo_step
 from trpo_bench.trainer import build_learner, iteration_generator

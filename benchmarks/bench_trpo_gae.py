@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trpo_bench.config import build_config, parse_overrides
+from trpo_bench.config import parse_overrides
+from trpo_bench.resolve import build_config
 from trpo_bench.trainer import evaluate_policy, load_policy, train
 
 

@@ -32,8 +32,8 @@ import pandas as pd
 import yaml
 from snakemake.utils import update_config
 
-from trpo_bench.config import build_config
 from trpo_bench.grid import expand_grid
+from trpo_bench.resolve import build_config
 from trpo_bench.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from typing import Any
 import gymnasium as gym
 import pandas as pd
 
-from trpo_bench.config import build_config
+from trpo_bench.resolve import build_config
 from trpo_bench.trainer import train
 
 

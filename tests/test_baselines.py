@@ -11,14 +11,15 @@ import pytest
 import torch
 from torch.nn.utils import vector_to_parameters
 
-from baselines import search
-from baselines.cem import elite_count
-from baselines.rwr import rwr_weights
-from baselines.search import CandidateEvaluator, SearchProblem, policy_head, search_budget
-from trpo_bench.cli import main
-from trpo_bench.config import ConfigError, build_config
+from trpo_bench import search
+from trpo_bench.cem import elite_count
+from trpo_bench.cli import main, script_main
+from trpo_bench.config import ConfigError
 from trpo_bench.envs import EnvVector, make_env
 from trpo_bench.policies import make_policy
+from trpo_bench.resolve import build_config
+from trpo_bench.rwr import rwr_weights
+from trpo_bench.search import CandidateEvaluator, SearchProblem, policy_head, search_budget
 from trpo_bench.trainer import load_policy, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,7 +242,7 @@ def test_script_equals_method(tmp_path):
     assert script.returncode == 0, script.stderr
     assert main(["train", "--method", "cem", *args, "--out", str(tmp_path / "m")]) == 0
     pd.testing.assert_frame_equal(_progress(tmp_path / "s"), _progress(tmp_path / "m"))
-    assert search.script_main("cem", ["--method", "cma-es", "--env", IP, "--out", "x"]) == 2
+    assert script_main("cem", ["--method", "cma-es", "--env", IP, "--out", "x"]) == 2
 
 
 def test_problem_artifact_is_the_final_mean():

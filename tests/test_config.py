@@ -3,7 +3,8 @@
 import pytest
 
 from trpo_bench.cli import main
-from trpo_bench.config import ConfigError, build_config, parse_overrides
+from trpo_bench.config import ConfigError, parse_overrides
+from trpo_bench.resolve import build_config
 
 
 def test_layers_resolve_in_order():

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from trpo_bench.config import build_config
 from trpo_bench.envs import EnvVector
 from trpo_bench.evaluation import EVAL_SEED, PolicyEvaluator, is_due, run_episodes
 from trpo_bench.policies import make_policy
+from trpo_bench.resolve import build_config
 from trpo_bench.trainer import load_policy, train
 
 EVAL_COLUMNS = [

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from trpo_bench.config import build_config
+from trpo_bench.resolve import build_config
 from trpo_bench.trainer import train
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
@@ -26,6 +26,7 @@ CASES = {
     "max-kl": {},
     "empirical-fim": {},
     "trpo-gae": {"num_envs": 1, "vf_epochs": 2},
+    "ppo": {"num_envs": 1, "vf_epochs": 2, "ppo_epochs": 2},
     "vpg": {},
     "rwr": {"rwr_fit_iters": 5},
     "cem": {"steps_per_iter": 200},

@@ -16,11 +16,11 @@ import torch
 from torch.nn.utils import parameters_to_vector
 
 import trpo_bench.steps as steps
-from baselines.rwr import rwr_step
 from trpo_bench.analysis import problems, run_figures
-from trpo_bench.config import build_config
 from trpo_bench.envs import EnvVector
 from trpo_bench.methods import METHODS
+from trpo_bench.resolve import build_config
+from trpo_bench.rwr import rwr_step
 from trpo_bench.sampling import sample_single_path
 from trpo_bench.trainer import build_learner, iteration_generator, train
 from trpo_bench.value import ValueFunction

@@ -9,10 +9,10 @@ import torch
 from linalg_helpers import dense_empirical_fisher, dense_kl_hessian
 from torch.nn.utils import parameters_to_vector
 
-from trpo_bench.config import build_config
 from trpo_bench.methods import METHODS
 from trpo_bench.optim import empirical_fisher_vector_product, flat_grad
 from trpo_bench.policies import CategoricalMLPPolicy, GaussianMLPPolicy
+from trpo_bench.resolve import build_config
 from trpo_bench.sampling import SinglePathObjective, sample_single_path
 from trpo_bench.steps import max_kl_step, natural_gradient_step, trpo_step
 from trpo_bench.trainer import build_learner, iteration_generator, train

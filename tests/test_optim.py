@@ -6,7 +6,6 @@ import torch
 from linalg_helpers import dense_kl_hessian
 from torch.nn.utils import parameters_to_vector
 
-from trpo_bench.config import build_config
 from trpo_bench.optim import (
     backtracking_line_search,
     conjugate_gradient,
@@ -14,6 +13,7 @@ from trpo_bench.optim import (
     max_step_length,
 )
 from trpo_bench.policies import CategoricalMLPPolicy, GaussianMLPPolicy
+from trpo_bench.resolve import build_config
 from trpo_bench.sampling import sample_single_path
 from trpo_bench.steps import trpo_step
 from trpo_bench.trainer import build_learner, iteration_generator

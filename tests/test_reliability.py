@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from trpo_bench.config import build_config
 from trpo_bench.envs import EnvVector
+from trpo_bench.resolve import build_config
 from trpo_bench.sampling import sample_single_path
 from trpo_bench.steps import trpo_step
 from trpo_bench.trainer import build_learner, iteration_generator, train

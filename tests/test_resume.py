@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from trpo_bench.config import build_config
 from trpo_bench.methods import METHODS
+from trpo_bench.resolve import build_config
 from trpo_bench.trainer import build_learner, learner_state, restore_learner, train
 
 ITERATIONS, CRASH_AT = 4, 2
@@ -24,6 +24,7 @@ CASES = {
     "max-kl": {},
     "empirical-fim": {},
     "trpo-gae": {"steps_per_iter": 300, "num_envs": 1, "vf_epochs": 2},
+    "ppo": {"steps_per_iter": 300, "num_envs": 1, "vf_epochs": 2, "ppo_epochs": 2},
     "vpg": {},
     "rwr": {"rwr_fit_iters": 5},
     "cem": {"steps_per_iter": 200},

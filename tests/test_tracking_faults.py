@@ -319,4 +319,4 @@ def test_cli_sigterm_during_a_slow_log_batch_exits_143(tmp_path):
     assert "resumes from its checkpoint" in err and "Traceback" not in err
     assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
     assert (out / "checkpoint.pt").exists()
-    assert _mlflow_status(db, "CartPole-v1/trpo-single-path/seed0") == "KILLED"
+    assert _mlflow_status(db, "CartPole/sp/s0") == "KILLED"  # the short run name

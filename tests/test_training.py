@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from trpo_bench.cli import main
-from trpo_bench.config import build_config
+from trpo_bench.resolve import build_config
 from trpo_bench.trainer import load_policy, train
 
 TIMING = ["wall_time_s", "sample_time_s", "update_time_s", "eval_protocol_time_s"]
@@ -103,14 +103,19 @@ def test_cli_run_is_in_mlflow(tmp_path, capsys):
         ]
     )
     assert code == 0
-    assert "iter 3/3" in capsys.readouterr().out
+    # The compact progress line: iterations of those planned, return, rate, time and ETA.
+    last = capsys.readouterr().out.splitlines()[-2]  # the last iteration's, before "done: ..."
+    assert last.startswith("[CartPole-v1 trpo-single-path s3] 3/3 100% | ret "), last
+    assert " steps/s | " in last and last.endswith(", ETA 0s"), last
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("test-exp")
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "CartPole-v1/trpo-single-path/seed3"
+    # A short name for the runs table; the whole name in the `run` tag.
+    assert run.info.run_name == "CartPole/sp/s3"
+    assert run.data.tags["run"] == "CartPole-v1/trpo-single-path/seed3"
     assert run.data.tags["env"] == "CartPole-v1" and run.data.tags["seed"] == "3"
     assert run.data.tags["method"] == "trpo-single-path" and run.data.tags["git_commit"]
     assert run.data.params["steps_per_iter"] == "600" and run.data.params["delta"] == "0.01"

@@ -15,7 +15,12 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from trpo_bench.config import FIELDS, ConfigError, build_config, parse_overrides, read_yaml_file
+from trpo_bench.config import FIELDS, ConfigError, parse_overrides, read_yaml_file
+from trpo_bench.envs import ENV_SPECS
+from trpo_bench.methods import METHODS
+from trpo_bench.resolve import build_config
+from trpo_bench.timelimit import TimeLimitReached, job_time_limit
+from trpo_bench.trainer import Interrupted, train
 
 EXIT_USER_ERROR = 2
 
@@ -25,6 +30,13 @@ def _config_help() -> str:
     for name, f in FIELDS.items():
         default = f.default if not callable(f.default_factory) else f.default_factory()
         lines.append(f"  {name} (default {default!r}): {f.metadata.get('doc', '')}")
+    for m in METHODS.values():  # keys a method declares (trpo_bench.api.Method.config_keys)
+        if m.config_keys:
+            lines.append(f"method {m.name}'s own keys ({m.origin}):")
+            for key in m.config_keys:
+                limits = ", ".join(f"{k} {v}" for k, v in key.checks.items())
+                shown = f"default {key.default!r}" + (f"; {limits}" if limits else "")
+                lines.append(f"  {key.name} ({shown}): {key.doc}")
     return "\n".join(lines)
 
 
@@ -86,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--quiet", action="store_true", help="no line per iteration")
     train.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="stop before MINUTES of wall time, the last iteration that fits checkpointed, "
+        "with exit status 75 (run the same command again to go on); 0: no limit. Default: "
+        "inside a SLURM job, the job's time left (squeue); elsewhere none",
+    )
+    train.add_argument(
         "--print-config",
         action="store_true",
         help="print the resolved config and exit without training",
@@ -93,7 +114,61 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("methods", help="list the methods with one line each")
     sub.add_parser("envs", help="list the environments with one line each")
+    add_status_parser(sub)
     return parser
+
+
+def add_status_parser(sub: argparse._SubParsersAction) -> None:
+    """``trpo-bench status``: see ``trpo_bench.status``."""
+    status = sub.add_parser(
+        "status",
+        help="where every run of a grid stands: progress, returns, state, time left",
+        description=(
+            "Show every run of a grid's results folder (runs/<env>/<variant>/seed<N>/): "
+            "iterations done of those planned, latest training and evaluation return, state "
+            "(running, stalled, pending, done, failed, diverged, interrupted) and the time left, "
+            "for each run and for the grid. Only reads files: safe while snakemake runs, "
+            "locally or on SLURM."
+        ),
+    )
+    status.add_argument(
+        "results",
+        nargs="?",
+        default="",
+        metavar="RESULTS_DIR",
+        help="the grid's results root, e.g. results or results/paper (default: the grid's "
+        "`results` from --configfile)",
+    )
+    status.add_argument(
+        "--configfile",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="the grid's config files as given to snakemake (read on top of config/config.yaml): "
+        "lists the runs not started yet as pending, with their planned iterations",
+    )
+    status.add_argument(
+        "--cores",
+        type=int,
+        default=None,
+        help="cores (jobs at once) the grid runs on, for its time left (default 1)",
+    )
+    status.add_argument("--plain", action="store_true", help="plain text lines, no table")
+    status.add_argument("--json", action="store_true", help="JSON for scripts")
+    status.add_argument(
+        "--only",
+        default="",
+        metavar="STATES",
+        help="show only these states, comma-separated (e.g. running,failed); the totals count all",
+    )
+    status.add_argument(
+        "--stale-after",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="a started run with no live writer seen and no write for this long (or 3 of its "
+        "iterations, if longer) is stalled (default 600)",
+    )
 
 
 def resolve_train_config(args: argparse.Namespace):  # -> TrainConfig
@@ -144,17 +219,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "methods":
-            from trpo_bench.methods import METHODS
-
-            for m in METHODS.values():
-                print(f"{m.name:20s} {m.summary}")
+            for m in METHODS.values():  # built-in, then plug-ins (entry points)
+                print(f"{m.name:20s} [{m.origin}] {m.summary}")
             return 0
         if args.command == "envs":
-            from trpo_bench.envs import ENV_SPECS
-
             for e in ENV_SPECS.values():
                 print(f"{e.id:20s} {e.summary}")
             return 0
+        if args.command == "status":
+            from trpo_bench.status import run_status
+
+            return run_status(args)
         cfg = resolve_train_config(args)
         if args.print_config:
             import yaml
@@ -166,18 +241,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.out)
         check_writable(out)
         warn_threads(cfg.torch_threads)
+        if args.time_limit is not None and not args.time_limit >= 0:
+            raise ConfigError(
+                f"--time-limit {args.time_limit:g} is not allowed: give minutes >= 0 (0: no limit)"
+            )
     except ConfigError as e:
         print(f"trpo-bench: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
-
-    from trpo_bench.trainer import Interrupted, train
 
     # MLflow trouble is reported by one "WARNING: MLFLOW LOGGING FAILED ..." line on stderr;
     # the same text as a Python warning (for library callers) would repeat it here.
     warnings.filterwarnings("ignore", message="MLFLOW LOGGING FAILED")
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
     try:
-        summary = train(cfg, out, log=log)
+        summary = train(cfg, out, log=log, time_limit=job_time_limit(args.time_limit))
     except ConfigError as e:  # found only once the run folder is read (a foreign checkpoint)
         print(f"trpo-bench: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -192,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
         return EXIT_USER_ERROR
-    except Interrupted as e:
+    except (Interrupted, TimeLimitReached) as e:
         print(
             f"trpo-bench: {e}; the run resumes from its checkpoint when started again",
             file=sys.stderr,
@@ -208,6 +285,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     return 0
+
+
+def script_main(method: str, argv: Sequence[str] | None = None) -> int:
+    """``python baselines/<script>.py ARGS`` runs ``trpo-bench train --method <method> ARGS``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--method" or a.startswith("--method=") for a in args):
+        print(
+            f"trpo-bench: error: this script runs --method {method}; "
+            "use `trpo-bench train` to choose another method",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
+    return main(["train", "--method", method, *args])
 
 
 if __name__ == "__main__":

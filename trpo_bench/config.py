@@ -10,8 +10,14 @@ the one before:
 4. YAML config files given by the user, in order;
 5. ``key=value`` overrides (``--set``), in order.
 
-Every value is checked against its field's type and range in :func:`build_config`; a bad value
+Every value is checked against its field's type and range (:func:`apply_layer`, called by
+``trpo_bench.resolve.build_config``, which reads the env and method registries); a bad value
 raises :class:`ConfigError` naming the key, the value and what is allowed, before any work starts.
+
+A method may declare config keys of its own (:class:`ConfigKey`, listed on its registration,
+``trpo_bench.api.Method.config_keys``): they are set like every other key, checked the same way,
+held in ``TrainConfig.method_options`` and read as attributes (``cfg.clip_range``). This module
+imports no other trpo_bench module: every other layer may import it.
 """
 
 from __future__ import annotations
@@ -38,6 +44,42 @@ def _f(default: Any, doc: str, **check: Any) -> Any:
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata={"doc": doc, **check})
     return field(default=default, metadata={"doc": doc, **check})
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """A config key a method declares (``trpo_bench.api.Method.config_keys``).
+
+    ``default`` fixes the type (bool, int, float, str or a list of ints); ``doc`` is shown by
+    ``trpo-bench train --help``; ``checks`` are the limits a TrainConfig field may carry:
+    ``min``, ``max``, ``min_exclusive``, ``max_exclusive``, ``choices``, ``nonempty``,
+    ``item_min``. The name must not be a TrainConfig field.
+    """
+
+    name: str
+    default: Any
+    doc: str
+    checks: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def type(self) -> Any:
+        return list[int] if isinstance(self.default, list) else type(self.default)
+
+    def __post_init__(self) -> None:
+        if self.type not in (bool, int, float, str, list[int]):
+            raise TypeError(
+                f"config key {self.name!r}: default {self.default!r} is not a bool, int, float, "
+                "str or list of ints"
+            )
+        unknown = set(self.checks) - set(CHECKS)
+        if unknown:
+            raise TypeError(
+                f"config key {self.name!r}: unknown checks {sorted(unknown)} "
+                f"(allowed: {', '.join(CHECKS)})"
+            )
+
+
+CHECKS = ("min", "max", "min_exclusive", "max_exclusive", "choices", "nonempty", "item_min")
 
 
 @dataclass
@@ -150,7 +192,7 @@ class TrainConfig:
         min=1,
     )
 
-    # Derivative-free search (methods cem, cma-es; baselines/search.py). A generation runs
+    # Derivative-free search (methods cem, cma-es; trpo_bench/search.py). A generation runs
     # population_size candidates (deterministic actions) and the distribution's mean, each on
     # the same episodes_per_candidate seeded episodes, cut so that it simulates at most
     # steps_per_iter steps; iteration i runs generations until the run has simulated
@@ -203,7 +245,7 @@ class TrainConfig:
         "weights, where full CMA-ES costs more than the simulation.",
     )
 
-    # Reward-weighted regression (method rwr; baselines/rwr.py).
+    # Reward-weighted regression (method rwr; trpo_bench/rwr.py).
     rwr_temperature: float = _f(
         1.0,
         "RWR: each sampled action weighs exp(Q-hat / rwr_temperature) in the refit (Q-hat "
@@ -277,11 +319,26 @@ class TrainConfig:
         "store mlflow.db beside the run folder.",
     )
 
+    # The values of the keys the run's method declares (ConfigKey), read as attributes.
+    method_options: dict[str, Any] = field(default_factory=dict, metadata={"internal": True})
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only when the normal lookup fails: a key declared by the run's method.
+        options = self.__dict__.get("method_options")
+        if options is not None and name in options:
+            return options[name]
+        raise AttributeError(f"{type(self).__name__!r} has no config key {name!r}")
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every key, the method's own keys flat beside the fields (as they are set)."""
+        data = dataclasses.asdict(self)
+        options = data.pop("method_options")
+        return {**data, **options}
 
 
-FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
+FIELDS: dict[str, dataclasses.Field] = {
+    f.name: f for f in dataclasses.fields(TrainConfig) if not f.metadata.get("internal")
+}
 
 
 def field_doc(name: str) -> str:
@@ -335,15 +392,22 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def _unknown_key_message(key: str, source: str) -> str:
-    close = difflib.get_close_matches(key, FIELDS, n=1)
+def _unknown_key_message(
+    key: str, source: str, allowed: Iterable[str], foreign: Mapping[str, str] | None = None
+) -> str:
+    if foreign and key in foreign:
+        return (
+            f"config key {key!r} in {source} belongs to method {foreign[key]}, not this run's "
+            "method (set it only for that method's runs)"
+        )
+    allowed = sorted(allowed)
+    close = difflib.get_close_matches(key, allowed, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown config key {key!r} in {source}{hint} (allowed: {', '.join(sorted(FIELDS))})"
+    return f"unknown config key {key!r} in {source}{hint} (allowed: {', '.join(allowed)})"
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """Convert ``value`` to the field's type or raise a ConfigError naming both."""
-    ftype = typing.get_type_hints(TrainConfig)[name]
+def _coerce(name: str, value: Any, ftype: Any) -> Any:
+    """Convert ``value`` to the key's type ``ftype`` or raise a ConfigError naming both."""
     origin = typing.get_origin(ftype)
 
     def bad(expected: str) -> ConfigError:
@@ -393,9 +457,9 @@ def _coerce(name: str, value: Any) -> Any:
     raise AssertionError(f"unhandled field type {ftype} for {name}")  # pragma: no cover
 
 
-def _check_range(name: str, value: Any, shown: Any) -> None:
-    """Check ``value`` against the field's limits; messages show the user's ``shown`` value."""
-    meta = FIELDS[name].metadata
+def _check_range(name: str, value: Any, shown: Any, meta: Mapping[str, Any]) -> None:
+    """Check ``value`` against the key's limits ``meta`` (a field's metadata or a ConfigKey's
+    checks); messages show the user's ``shown`` value."""
 
     def fail(allowed: str) -> None:
         raise ConfigError(f"config key {name!r}: {shown!r} is out of range (allowed: {allowed})")
@@ -418,65 +482,30 @@ def _check_range(name: str, value: Any, shown: Any) -> None:
         fail(f"every item >= {meta['item_min']}")
 
 
-def apply_layer(values: dict[str, Any], layer: Mapping[str, Any], source: str) -> None:
-    """Merge one layer into ``values``, coercing and range-checking every key it sets."""
+_FIELD_TYPES: dict[str, Any] = typing.get_type_hints(TrainConfig)
+
+
+def apply_layer(
+    values: dict[str, Any],
+    layer: Mapping[str, Any],
+    source: str,
+    method_keys: Mapping[str, ConfigKey] | None = None,
+    foreign: Mapping[str, str] | None = None,
+) -> None:
+    """Merge one layer into ``values``, coercing and range-checking every key it sets.
+
+    ``method_keys`` are the keys the run's method declares (allowed beside the fields);
+    ``foreign`` maps the keys other methods declare to their names (for the message)."""
+    method_keys = method_keys or {}
     for key, raw in layer.items():
-        if key not in FIELDS:
-            raise ConfigError(_unknown_key_message(str(key), source))
-        value = _coerce(key, raw)
-        _check_range(key, value, raw)
+        if key in FIELDS:
+            ftype, meta = _FIELD_TYPES[key], FIELDS[key].metadata
+        elif key in method_keys:
+            ftype, meta = method_keys[key].type, method_keys[key].checks
+        else:
+            raise ConfigError(
+                _unknown_key_message(str(key), source, [*FIELDS, *method_keys], foreign)
+            )
+        value = _coerce(key, raw, ftype)
+        _check_range(key, value, raw, meta)
         values[key] = value
-
-
-def build_config(
-    env: str,
-    method: str,
-    *,
-    layers: Iterable[tuple[str, Mapping[str, Any]]] = (),
-    preset: str = "quick",
-) -> TrainConfig:
-    """Resolve a run's configuration: defaults < env preset < method preset < ``layers``.
-
-    ``layers`` are ``(source_name, mapping)`` pairs (config files, then ``--set``); a layer may
-    itself set ``env`` or ``method``, but those are checked against the registries here, before
-    anything runs. ``preset`` picks the env's budget block (``quick`` or ``paper``).
-    """
-    from trpo_bench.envs import ENV_SPECS, check_env_id
-    from trpo_bench.methods import check_method, check_method_config
-
-    layers = list(layers)
-    # env and method may come from a layer; find the last word on each first.
-    for source, layer in layers:
-        env = layer.get("env", env)
-        method = layer.get("method", method)
-        for key, value in (("env", env), ("method", method)):
-            if not isinstance(value, str):  # a list would pass YAML and fail deep inside
-                raise ConfigError(
-                    f"config key {key!r} in {source}: {value!r} is not a string (one {key} "
-                    "per run; a workflow grid runs several)"
-                )
-    if not env:
-        raise ConfigError("no environment given: pass --env (see `trpo-bench envs`)")
-    check_env_id(env)
-    check_method(method)
-    if preset not in ("quick", "paper"):
-        raise ConfigError(f"unknown preset {preset!r} (allowed: quick, paper)")
-
-    values: dict[str, Any] = {f.name: getattr(TrainConfig(), f.name) for f in FIELDS.values()}
-    values["env"], values["method"] = env, method
-    env_spec = ENV_SPECS[env]
-    apply_layer(values, env_spec.defaults, f"env preset {env}")
-    if preset == "paper":
-        apply_layer(values, env_spec.paper, f"paper preset {env}")
-    methods = load_preset("methods")
-    apply_layer(values, methods[method].get("defaults", {}) or {}, f"method preset {method}")
-    # A method's settings for one env (methods.yaml: <method>.envs.<env>.defaults / .paper).
-    on_env = (methods[method].get("envs") or {}).get(env) or {}
-    apply_layer(values, on_env.get("defaults") or {}, f"method preset {method} on {env}")
-    if preset == "paper":
-        apply_layer(values, on_env.get("paper") or {}, f"paper preset {method} on {env}")
-    for source, layer in layers:
-        apply_layer(values, layer, source)
-    cfg = TrainConfig(**values)
-    check_method_config(cfg)
-    return cfg

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trpo_bench.config import FIELDS, ConfigError, build_config
+from trpo_bench.config import FIELDS, ConfigError
+from trpo_bench.envs import ENV_SPECS
+from trpo_bench.variants import variant_name
+
+# This module must import without torch: the Snakefile imports it, and every cluster job
+# re-reads the Snakefile. The method registry (trpo_bench.methods, trpo_bench.resolve) loads
+# torch and the plug-ins, so the functions that need it import it when called.
 
 # Keys the workflow sets itself for every run; a grid may not override them.
 WORKFLOW_KEYS = ("env", "method", "seed", "experiment", "mlflow_uri", "torch_threads", "run_name")
@@ -55,20 +61,6 @@ class Run:
 def env_slug(env: str) -> str:
     """An env id as one path component (``ALE/Pong-v5`` -> ``ALE-Pong-v5``)."""
     return env.replace("/", "-")
-
-
-def format_value(value: Any) -> str:
-    """A swept value as it appears in a variant name: 0.03 -> ``0.03``, True -> ``true``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def variant_name(method: str, sweep: Iterable[tuple[str, Any]]) -> str:
-    parts = [f"{k}={format_value(v)}" for k, v in sweep]
-    return f"{method}@{','.join(parts)}" if parts else method
 
 
 def method_variants(cfg: Mapping[str, Any], method: str) -> list[tuple[tuple[str, Any], ...]]:
@@ -128,13 +120,13 @@ def _unknown(what: str, name: Any, allowed: Sequence[str], where: str) -> str:
     return f"unknown {what} {name!r} in {where}{hint} (allowed: {', '.join(allowed)})"
 
 
-def _key_problems(keys: Iterable[str], where: str) -> list[str]:
+def _key_problems(keys: Iterable[str], where: str, method_keys: Iterable[str]) -> list[str]:
     problems = []
-    allowed = [k for k in FIELDS if k not in WORKFLOW_KEYS]
+    allowed = [*(k for k in FIELDS if k not in WORKFLOW_KEYS), *method_keys]
     for key in keys:
         if key in WORKFLOW_KEYS:
             problems.append(f"{where} sets {key!r}, which the workflow sets itself")
-        elif key not in FIELDS:
+        elif key not in allowed:
             problems.append(_unknown("config key", key, allowed, where))
     return problems
 
@@ -143,22 +135,24 @@ def grid_problems(
     cfg: Mapping[str, Any],
     env_families: Mapping[str, str] | None = None,
     methods: Sequence[str] | None = None,
+    method_keys: Sequence[str] | None = None,
 ) -> list[str]:
     """Every problem of a schema-valid grid, checked against the registries (empty: fine).
 
     An ``overrides`` entry naming a known env that the grid does not run is not a problem
     but a warning line on stderr (it applies to no run).
 
-    ``env_families`` (env id -> family) and ``methods`` default to the registries.
+    ``env_families`` (env id -> family), ``methods`` and ``method_keys`` (the config keys
+    methods declare) default to the registries, built-in and plug-in methods alike.
     """
     if env_families is None:
-        from trpo_bench.envs import ENV_SPECS
-
         env_families = {e.id: e.family for e in ENV_SPECS.values()}
-    if methods is None:
-        from trpo_bench.methods import METHODS
+    if methods is None or method_keys is None:
+        from trpo_bench.methods import METHODS  # torch: see the imports
+        from trpo_bench.resolve import method_key_owners
 
-        methods = list(METHODS)
+        methods = list(METHODS) if methods is None else methods
+        method_keys = list(method_key_owners()) if method_keys is None else method_keys
     envs, families = list(env_families), sorted(set(env_families.values()))
     problems = [_unknown("env", e, envs, "envs") for e in cfg["envs"] if e not in env_families]
     problems += [
@@ -183,9 +177,9 @@ def grid_problems(
                 if method not in methods:
                     problems.append(_unknown("method", method, methods, where))
             if section == "overrides":
-                problems += _key_problems(entry.get("set", {}) or {}, where)
+                problems += _key_problems(entry.get("set", {}) or {}, where, method_keys)
             if section == "sweeps":
-                problems += _key_problems([entry["key"]], where)
+                problems += _key_problems([entry["key"]], where, method_keys)
     for key in cfg.get("resources", {}):
         if key not in env_families and key not in families:
             problems.append(_unknown("env or env family", key, [*families, *envs], "resources"))
@@ -207,6 +201,8 @@ def _resource_entry(cfg: Mapping[str, Any], env: str, family: str) -> Mapping[st
 def check_runs(cfg: Mapping[str, Any], runs: Sequence[Run]) -> None:
     """Resolve each run's full training config once per (env, variant), as ``trpo-bench train``
     will: a bad value (type, range) raises a ConfigError naming the run."""
+    from trpo_bench.resolve import build_config  # torch: see the imports
+
     seen = set()
     for run in runs:
         if (run.env, run.variant) in seen:
@@ -237,10 +233,9 @@ def check_grid_claims(cfg: Mapping[str, Any]) -> None:
     """Check the grid's ``claims`` (``trpo_bench.claims``) against the registries and the run
     figures; a claim about an env or method this grid does not run is allowed (it is reported
     undecided), a misspelt one is not. Raises one ConfigError."""
-    from trpo_bench.analysis import RUN_FIGURES
+    from trpo_bench.analysis import RUN_FIGURES  # pandas, scipy, matplotlib: not for every job
     from trpo_bench.claims import check_claims
-    from trpo_bench.envs import ENV_SPECS
-    from trpo_bench.methods import METHODS
+    from trpo_bench.methods import METHODS  # torch: see the imports
 
     metrics = [*RUN_FIGURES, "final_train_return", "average_train_return"]
     problems = check_claims(cfg.get("claims", []), list(ENV_SPECS), list(METHODS), metrics)
@@ -251,8 +246,6 @@ def check_grid_claims(cfg: Mapping[str, Any]) -> None:
 def resources_for(cfg: Mapping[str, Any], env: str) -> dict[str, int]:
     """threads, mem_mb and runtime (minutes) of a training job on ``env``: the ``resources``
     entry of the env id, else of its family (``trpo_bench.envs.ENV_SPECS``)."""
-    from trpo_bench.envs import ENV_SPECS
-
     entry = _resource_entry(cfg, env, ENV_SPECS[env].family)
     if entry is None:
         raise ConfigError(f"resources: no entry for env {env!r} or its family")

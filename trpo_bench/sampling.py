@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from trpo_bench.api import Batch, Objective
 from trpo_bench.config import TrainConfig
 from trpo_bench.envs import EnvVector
 from trpo_bench.estimators import (
@@ -34,8 +35,7 @@ from trpo_bench.estimators import (
     standardize,
 )
 from trpo_bench.optim import flat_grad
-from trpo_bench.policies import Policy, select_states
-from trpo_bench.steps import Objective
+from trpo_bench.policies import DistParams, Policy, select_states
 from trpo_bench.value import ValueFunction
 
 
@@ -52,6 +52,9 @@ class Rollout:
     final_obs: dict[tuple[int, int], np.ndarray]  # (t, i) -> state a truncated path was cut in
     episode_returns: list[float]
     episode_lengths: list[int]
+    # pi_old's distribution as sampled from (pixel observations only): per-state parameters
+    # ``[T, N, ...]``, a state-independent one (a Gaussian's log-std) as it was.
+    dist: DistParams | None = None
 
     @property
     def env_steps(self) -> int:
@@ -62,6 +65,18 @@ class Rollout:
         when every slot is valid: 100K Atari frames are not copied)."""
         merged = a.reshape(-1, *a.shape[2:])
         return merged if self.valid.all() else merged[self.valid.reshape(-1)]
+
+    def flat_dist(self) -> DistParams:
+        """:attr:`dist` at the valid slots in time-major order (as :meth:`flat`)."""
+        assert self.dist is not None
+        valid = None if self.valid.all() else torch.from_numpy(self.valid.reshape(-1))
+        flat = []
+        for t in self.dist:
+            if t.dim() > 1:
+                t = t.reshape(-1, *t.shape[2:])
+                t = t if valid is None else t[valid]
+            flat.append(t)
+        return tuple(flat)
 
 
 def iteration_seeds(seed: int, iteration: int, n: int) -> tuple[list[int], int]:
@@ -96,19 +111,23 @@ def collect_paths(
     obs_shape = envs.observation_space.shape
     act_shape = () if envs.discrete else envs.action_space.shape
     pixels = envs.obs.dtype == np.uint8  # Atari frames stay uint8 until the forward pass
-    obs_buf = np.zeros((horizon, n_envs, *obs_shape), dtype=np.uint8 if pixels else np.float32)
+    valid = (np.arange(horizon)[:, None] * n_envs + np.arange(n_envs)[None, :]) < steps
+    # Every valid slot is written below; only the rest is zeroed (100K Atari frames are 830 MB,
+    # which np.zeros would fault in page by page before the steps write them again).
+    obs_buf = np.empty((horizon, n_envs, *obs_shape), dtype=np.uint8 if pixels else np.float32)
+    obs_buf[~valid] = 0
     act_buf = np.zeros(
         (horizon, n_envs, *act_shape), dtype=np.int64 if envs.discrete else np.float32
     )
     rewards = np.zeros((horizon, n_envs))
     terminated = np.zeros((horizon, n_envs), dtype=bool)
     truncated = np.zeros((horizon, n_envs), dtype=bool)
-    valid = (np.arange(horizon)[:, None] * n_envs + np.arange(n_envs)[None, :]) < steps
     final_obs: dict[tuple[int, int], np.ndarray] = {}
     ep_return = np.zeros(n_envs)
     ep_length = np.zeros(n_envs, dtype=np.int64)
     episode_returns: list[float] = []
     episode_lengths: list[int] = []
+    dist_buf: list[Tensor] = []
 
     obs = envs.reset(env_seeds)
     with torch.no_grad():
@@ -117,9 +136,17 @@ def collect_paths(
             if before_step is not None:
                 before_step(n)
             obs_buf[t, :n] = obs[:n]
-            action = policy.sample(
-                policy.dist_params(torch.from_numpy(obs_buf[t, :n])), generator
-            ).numpy()
+            dist = policy.dist_params(torch.from_numpy(obs_buf[t, :n]))
+            if pixels:  # kept for the objective (sample_single_path); cheap next to a frame
+                if not dist_buf:  # per-state parameters get [T, N, ...] buffers; others a copy
+                    dist_buf = [
+                        p.new_zeros((horizon, n_envs, *p.shape[1:])) if p.dim() > 1 else p.clone()
+                        for p in dist
+                    ]
+                for buf, p in zip(dist_buf, dist, strict=True):
+                    if p.dim() > 1:
+                        buf[t, :n] = p
+            action = policy.sample(dist, generator).numpy()
             act_buf[t, :n] = action
             result = envs.step(action, n)
             rewards[t, :n] = np.sign(result.reward) if clip_rewards else result.reward
@@ -151,6 +178,7 @@ def collect_paths(
         final_obs,
         episode_returns,
         episode_lengths,
+        tuple(dist_buf) if dist_buf else None,
     )
 
 
@@ -188,6 +216,9 @@ class SinglePathObjective(Objective):
 
     Passes over the whole batch go ``chunk`` states at a time, so that memory stays bounded
     for pixel batches (100K Atari frames); the results equal one full-batch pass.
+
+    ``old_dist``: pi_old's distribution at ``obs`` if the caller has it (the one the actions
+    were sampled from, ``Rollout.dist``); otherwise one forward pass over the batch computes it.
     """
 
     def __init__(
@@ -197,18 +228,22 @@ class SinglePathObjective(Objective):
         actions: Tensor,
         advantages: Tensor,
         chunk: int = 1 << 30,
+        old_dist: DistParams | None = None,
     ) -> None:
         self.kl_obs, self.actions, self.advantages = obs, actions, advantages
         self.chunk = chunk
         with torch.no_grad():
-            dists = [policy.dist_params(obs[sl]) for sl in self._slices()]
-            # Cloned, not viewed: a state-independent log-std is the parameter itself, and
-            # pi_old must not move when the step changes the parameters in place.
-            self.old_dist = tuple(
-                torch.cat(parts) if parts[0].dim() > 1 else parts[0].detach().clone()
-                for parts in zip(*dists, strict=True)
-            )
+            if old_dist is None:
+                dists = [policy.dist_params(obs[sl]) for sl in self._slices()]
+                # Cloned, not viewed: a state-independent log-std is the parameter itself, and
+                # pi_old must not move when the step changes the parameters in place.
+                old_dist = tuple(
+                    torch.cat(parts) if parts[0].dim() > 1 else parts[0].detach().clone()
+                    for parts in zip(*dists, strict=True)
+                )
+            self.old_dist = old_dist
             self.logp_q = policy.log_prob(self.old_dist, actions)
+            self.old_log_prob = self.logp_q  # the public name (trpo_bench.api.Objective)
 
     def _slices(self) -> list[slice]:
         n = self.kl_obs.shape[0]
@@ -246,16 +281,7 @@ class SinglePathObjective(Objective):
         return total, torch.cat(kls)
 
 
-@dataclass
-class SampleResult:
-    """What a sampler hands to the training loop."""
-
-    objective: Objective
-    env_steps: int
-    episode_returns: list[float]
-    episode_lengths: list[int]
-    obs: Tensor  # every state visited (for normalisers)
-    extra: dict[str, float]
+SampleResult = Batch  # the sampler's result: trpo_bench.api.Batch (its older name)
 
 
 def sample_single_path(
@@ -265,8 +291,9 @@ def sample_single_path(
     iteration: int,
     value_fn: ValueFunction | None,
     generator: torch.Generator,
-) -> SampleResult:
-    """Single path (sec. 5.1): collect paths, estimate advantages, fit V, build eq. 14."""
+) -> Batch:
+    """Single path (sec. 5.1): collect paths, estimate advantages, fit V, build eq. 14 (with
+    a value baseline, the value targets are the objective's ``returns``)."""
     env_seeds, _ = iteration_seeds(cfg.seed, iteration, envs.num_envs)
     rollout = collect_paths(
         envs, policy, cfg.steps_per_iter, env_seeds, generator, clip_rewards=cfg.clip_rewards
@@ -279,14 +306,25 @@ def sample_single_path(
     extra: dict[str, float] = {"advantage_mean": float(adv_flat.mean())}
     if cfg.normalize_advantages:
         adv_flat = standardize(adv_flat)
+    target_t = None
     if value_fn is not None:
         target_t = torch.as_tensor(flat(targets), dtype=torch.float32)
         extra["value_loss"] = value_fn.fit(
             obs, target_t, cfg.vf_epochs, cfg.vf_minibatch, generator
         )
+    # Pixels: pi_old as sampled, not a second forward pass over the batch (5% of an Atari
+    # iteration; the same numbers here at sampling batches of 7 or more, see
+    # tests/test_atari.py). Vectors: the pass is cheap, and recomputing keeps the float
+    # rounding of a full-batch pass (a batch of 2 rows rounds differently).
     objective = SinglePathObjective(
-        policy, obs, actions, torch.as_tensor(adv_flat, dtype=torch.float32), cfg.batch_chunk
+        policy,
+        obs,
+        actions,
+        torch.as_tensor(adv_flat, dtype=torch.float32),
+        cfg.batch_chunk,
+        old_dist=None if rollout.dist is None else rollout.flat_dist(),
     )
-    return SampleResult(
+    objective.returns = target_t
+    return Batch(
         objective, rollout.env_steps, rollout.episode_returns, rollout.episode_lengths, obs, extra
     )

@@ -1,7 +1,8 @@
 """Step rules: given the surrogate objective of a batch, change the policy (sec. 6, app. C).
 
-A step rule takes a :class:`Objective` (built by a sampler) and updates the policy in place,
-returning :class:`StepStats`. Methods differ in their step rule (``trpo_bench.methods``):
+A step rule takes an :class:`~trpo_bench.api.Objective` (built by a sampler) and updates the
+policy in place, returning :class:`~trpo_bench.api.StepStats` (the contract:
+:mod:`trpo_bench.api`). Methods differ in their step rule (``trpo_bench.methods``):
 
 * :func:`trpo_step`: CG on the analytic Fisher, step ``sqrt(2 delta / s'As) s``, backtracking
   until the surrogate improves and mean KL <= delta (the paper's TRPO);
@@ -11,88 +12,49 @@ returning :class:`StepStats`. Methods differ in their step rule (``trpo_bench.me
 * :func:`natural_gradient_step`: a fixed step eps * A^-1 g, no line search (sec. 7);
 * :func:`vpg_step`: one Adam step up the surrogate (vanilla policy gradient).
 
-Every step rule (and ``baselines.rwr``'s) ends in :func:`guard_step`: a step after which the
-parameters, the KL or the surrogate are not finite is rejected, the old parameters kept.
+Every step rule (also ``trpo_bench.rwr``'s and ``trpo_bench.ppo``'s) ends in :func:`guard_step`:
+a step after which the parameters, the KL or the surrogate are not finite is rejected, the old
+parameters kept.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from trpo_bench.api import Objective, StepRule, StepStats
 from trpo_bench.config import TrainConfig
 from trpo_bench.optim import (
     backtracking_line_search,
     conjugate_gradient_with_residual,
     empirical_fisher_vector_product,
     fisher_vector_product,
-    flat_grad,
     max_step_length,
 )
-from trpo_bench.policies import DistParams, Policy, select_states
+from trpo_bench.policies import Policy
 
-
-class Objective:
-    """The sampled surrogate ``L(theta)`` and the states where the KL constraint is measured.
-
-    Subclasses set ``kl_obs`` (constraint states) and ``old_dist`` (pi_old's distribution there,
-    detached) and implement :meth:`surrogate`; its value at theta_old is the baseline the line
-    search must beat.
-    """
-
-    kl_obs: Tensor
-    old_dist: DistParams
-
-    def surrogate(self, policy: Policy) -> Tensor:
-        raise NotImplementedError
-
-    def kl(self, policy: Policy, index: Tensor | None = None) -> Tensor:
-        """Per-state ``KL(pi_old || pi_theta)`` over the constraint states (or a subset)."""
-        if index is None:
-            return policy.kl(self.old_dist, policy.dist_params(self.kl_obs))
-        return policy.kl(
-            select_states(self.old_dist, index), policy.dist_params(self.kl_obs[index])
-        )
-
-    def surrogate_and_grad(self, policy: Policy, params: list) -> tuple[float, Tensor]:
-        """The surrogate at the current parameters and its gradient (a flat vector)."""
-        surrogate = self.surrogate(policy)
-        return float(surrogate.detach()), flat_grad(surrogate, params)
-
-    @torch.no_grad()
-    def evaluate(self, policy: Policy) -> tuple[float, Tensor]:
-        """Surrogate value and per-state KL at the current parameters (no graph)."""
-        return float(self.surrogate(policy)), self.kl(policy)
-
-
-@dataclass
-class StepStats:
-    """What a step did; every field becomes a progress.csv column."""
-
-    surrogate_before: float = math.nan
-    surrogate_after: float = math.nan
-    expected_gain: float = math.nan  # g's (the linear model's predicted surrogate gain)
-    kl_mean: float = 0.0
-    kl_max: float = 0.0
-    linesearch_steps: int = 0
-    step_accepted: bool = False
-    step_fraction: float = 0.0
-    grad_norm: float = math.nan
-    reject_reason: str = ""
-    extra: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def surrogate_gain(self) -> float:
-        return self.surrogate_after - self.surrogate_before
-
-
-StepRule = Callable[[Policy, Objective, TrainConfig, torch.Generator], StepStats]
+__all__ = [  # Objective, StepStats and StepRule live in trpo_bench.api (the public contract)
+    "Direction",
+    "Objective",
+    "StepRule",
+    "StepStats",
+    "apply_step",
+    "empirical_fim_step",
+    "guard_step",
+    "max_kl_step",
+    "natural_direction",
+    "natural_gradient_step",
+    "policy_adam",
+    "restore",
+    "snapshot",
+    "trpo_step",
+    "vpg_step",
+]
 
 
 def fvp_subsample_index(n: int, fraction: float, generator: torch.Generator) -> Tensor | None:
@@ -103,19 +65,34 @@ def fvp_subsample_index(n: int, fraction: float, generator: torch.Generator) -> 
     return torch.randperm(n, generator=generator)[:k]
 
 
+@dataclass
+class Direction:
+    """What :func:`natural_direction` found: the stats so far and, when the gradient is usable
+    (``stats.reject_reason`` empty), g, s and ``(A + lambda I) s``; else those are None."""
+
+    stats: StepStats
+    g: Tensor | None = None
+    s: Tensor | None = None
+    as_: Tensor | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.s is not None
+
+
 def natural_direction(
     policy: Policy,
     objective: Objective,
     cfg: TrainConfig,
     generator: torch.Generator,
     fisher: str = "analytic",
-) -> tuple[StepStats, Tensor, Tensor, Tensor] | StepStats:
+) -> Direction:
     """Policy gradient g of the surrogate and the CG solution s of ``(A + lambda I) s = g``.
 
     ``fisher`` picks A: ``analytic`` (the Hessian of the mean KL, the paper's choice) or
-    ``empirical`` (the mean outer product of score gradients, sec. 6). Both are formed on
-    ``cfg.fvp_subsample`` of the states. Returns the stats so far, g, s and
-    ``(A + lambda I) s``, or only the stats (with a ``reject_reason``) when g is not usable.
+    ``empirical`` (the mean outer product of score gradients, sec. 6; needs the objective's
+    ``actions``). Both are formed on ``cfg.fvp_subsample`` of the states. When g is not usable
+    the :class:`Direction` holds only the stats, with a ``reject_reason``.
     """
     params = policy.policy_parameters()
     surrogate, g = objective.surrogate_and_grad(policy, params)
@@ -123,24 +100,22 @@ def natural_direction(
     stats.grad_norm = float(g.norm())
     if not torch.isfinite(g).all() or not math.isfinite(stats.surrogate_before):
         stats.reject_reason = "non-finite surrogate or gradient"
-        return stats
+        return Direction(stats)
     if stats.grad_norm == 0.0:
         stats.reject_reason = "zero gradient"
-        return stats
+        return Direction(stats)
     index = fvp_subsample_index(objective.kl_obs.shape[0], cfg.fvp_subsample, generator)
     if fisher == "analytic":
         fvp = fisher_vector_product(
             lambda: objective.kl(policy, index).mean(), params, cfg.cg_damping
         )
     else:
-        actions = getattr(objective, "actions", None)
-        if actions is None:
-            raise TypeError(f"{type(objective).__name__} has no per-sample actions")
-        obs = objective.kl_obs if index is None else objective.kl_obs[index]
+        all_obs, actions, _ = objective.per_sample("the empirical Fisher")
+        obs = all_obs if index is None else all_obs[index]
         acts = actions if index is None else actions[index]
         fvp = empirical_fisher_vector_product(policy, policy.log_prob, obs, acts, cfg.cg_damping)
     s, residual = conjugate_gradient_with_residual(fvp, g, cfg.cg_iters, cfg.cg_residual_tol)
-    return stats, g, s, g - residual
+    return Direction(stats, g, s, g - residual)
 
 
 def trpo_step(
@@ -164,9 +139,9 @@ def trpo_step(
     params = policy.policy_parameters()
     theta_old = snapshot(policy)
     found = natural_direction(policy, objective, cfg, generator, fisher)
-    if isinstance(found, StepStats):
-        return _rejected(found, policy, objective)
-    stats, g, s, as_ = found
+    if not found.usable:
+        return _rejected(found.stats, policy, objective)
+    stats, g, s, as_ = found.stats, found.g, found.s, found.as_
     shs = float(s.dot(as_))  # s'As, with As = g - r from CG
     if not math.isfinite(shs) or shs <= 0:
         stats.reject_reason = f"s'As = {shs:.3g} <= 0 (Fisher not positive-definite)"
@@ -263,9 +238,9 @@ def natural_gradient_step(
     """
     theta_old = snapshot(policy)
     found = natural_direction(policy, objective, cfg, generator)
-    if isinstance(found, StepStats):
-        return _rejected(found, policy, objective)
-    stats, g, s, _ = found
+    if not found.usable:
+        return _rejected(found.stats, policy, objective)
+    stats, g, s = found.stats, found.g, found.s
     step = cfg.step_size * s
     if not torch.isfinite(step).all():
         stats.reject_reason = "non-finite natural gradient"
@@ -306,10 +281,18 @@ def vpg_step(
     return stats
 
 
-def policy_adam(policy: Policy, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The policy's Adam optimizer for first-order steps, created on first use."""
+def policy_adam(
+    policy: Policy, cfg: TrainConfig, eps: float = 1e-8, fused: bool = False
+) -> torch.optim.Optimizer:
+    """The policy's Adam optimizer for first-order steps (``cfg.learning_rate``, ``eps``;
+    ``fused``: torch's fused kernel, fewer passes per step), created on first use. It lives on
+    the policy, so checkpoints carry its moments, and a resumed run's loaded state restores its
+    settings (eps, fused) too."""
     if policy.optimizer is None:
-        policy.optimizer = torch.optim.Adam(policy.policy_parameters(), lr=cfg.learning_rate)
+        kwargs = {"fused": True} if fused else {}
+        policy.optimizer = torch.optim.Adam(
+            policy.policy_parameters(), lr=cfg.learning_rate, eps=eps, **kwargs
+        )
     return policy.optimizer
 
 

@@ -33,6 +33,15 @@ import numpy as np
 import torch
 
 from trpo_bench.config import ConfigError, TrainConfig
+from trpo_bench.status import (
+    RATE_WINDOW,
+    format_duration,
+    format_rate,
+    remaining_seconds,
+    seconds_per_iteration,
+    steps_per_second,
+)
+from trpo_bench.timelimit import TimeLimit, TimeLimitReached
 
 try:
     import fcntl
@@ -298,8 +307,11 @@ def store_lock(uri: str, timeout_s: float | None = None) -> Iterator[None]:
     """An exclusive lock file beside a local sqlite store (a no-op for other stores).
 
     Waits at most ``timeout_s`` (default :func:`store_lock_timeout`), then raises
-    :class:`StoreLockTimeout` naming the lock file. The empty ``<db>.lock`` file stays: deleting
-    a lock file that another job may be waiting on would let two jobs hold "the" lock.
+    :class:`StoreLockTimeout` naming the lock file. The holder deletes ``<db>.lock`` before it
+    lets go, so none is left behind. That is safe because a lock counts only while the path
+    still names the locked file: a job that was waiting on the deleted file gets it, sees that
+    the path names no file (or another one) and tries again on the path, so two jobs never
+    hold the lock at once.
     """
     if not uri.startswith("sqlite:///") or fcntl is None:
         yield
@@ -308,23 +320,43 @@ def store_lock(uri: str, timeout_s: float | None = None) -> Iterator[None]:
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     timeout = store_lock_timeout() if timeout_s is None else timeout_s
     deadline = time.monotonic() + timeout
-    with open(lock_path, "a") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise StoreLockTimeout(
-                        f"the lock file {lock_path} was held by another process for "
-                        f"{timeout:.0f} s (a job opening the store, or a hung one: "
-                        f"`fuser -v {lock_path}` names it; set ${LOCK_TIMEOUT_ENV} to wait longer)"
-                    ) from None
-                time.sleep(0.05 + 0.05 * random.random())
+    while True:
+        handle = open(lock_path, "a")  # noqa: SIM115 (closed below, after the unlock)
         try:
-            yield
-        finally:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StoreLockTimeout(
+                            f"the lock file {lock_path} was held by another process for "
+                            f"{timeout:.0f} s (a job opening the store, or a hung one: "
+                            f"`fuser -v {lock_path}` names it; set ${LOCK_TIMEOUT_ENV} to wait "
+                            "longer)"
+                        ) from None
+                    time.sleep(0.05 + 0.05 * random.random())
+            if _names_same_file(lock_path, handle):
+                try:
+                    yield
+                finally:
+                    with contextlib.suppress(OSError):
+                        lock_path.unlink()  # while held: see the docstring
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                return
+            # The holder before us deleted the file we waited on: lock the path anew.
             fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            handle.close()
+
+
+def _names_same_file(path: Path, handle: Any) -> bool:
+    """Whether ``path`` still names the open file ``handle`` (not deleted or replaced)."""
+    try:
+        now, held = os.stat(path), os.fstat(handle.fileno())
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
 
 def get_or_create_experiment(client: Any, name: str, uri: str, attempts: int = 8) -> str:
@@ -343,6 +375,67 @@ def get_or_create_experiment(client: Any, name: str, uri: str, attempts: int = 8
             return exp.experiment_id
 
     return _retry(attempt, "create experiment", attempts)
+
+
+# A training run's key metrics, logged a second time under names that sort first among its
+# two dozen metric charts (MLflow lists them by name): progress.csv column -> MLflow name.
+KEY_METRICS = {
+    "eval_return_mean": "1_eval_return",
+    "return_mean": "2_train_return",
+    "env_steps": "3_env_steps",
+}
+# Short method names for MLflow run names (the tags and the `run` tag keep the full names).
+SHORT_METHODS = {
+    "trpo-single-path": "sp",
+    "trpo-vine": "vine",
+    "natural-gradient": "ng",
+    "empirical-fim": "efim",
+    "trpo-gae": "gae",
+}
+
+
+def experiment_description(experiment_id: str, summary_run_id: str | None = None) -> str:
+    """The experiment's description (its ``mlflow.note.content`` tag, Markdown shown above the
+    runs table): where the results are and which metrics to look at first."""
+    lines = [
+        "trpo-bench: one run per training job (named `env/method/sSEED`; tags env, method, "
+        "seed and `run`, the full name), and a run named `summary` holding the grid's tables, "
+        "plots and claims.",
+        "",
+        "Key metrics, first on each run's page: `1_eval_return` (the evaluation protocol's "
+        "return, the tables' yardstick), `2_train_return` (the training batch's return), "
+        "`3_env_steps` (plot the others against it). Every progress.csv column is logged too.",
+    ]
+    if summary_run_id:
+        lines += [
+            "",
+            f"**Results: the [summary run](#/experiments/{experiment_id}/runs/{summary_run_id})"
+            "** (artifacts: `report/overview.html` gives the claims' verdicts, the comparison "
+            "and the paper-style figure on one page).",
+        ]
+    return "\n".join(lines)
+
+
+def set_experiment_description(client: Any, experiment_id: str, text: str) -> None:
+    """Write ``text`` as the experiment's description (MLflow's ``mlflow.note.content``)."""
+    _retry(
+        lambda: client.set_experiment_tag(experiment_id, "mlflow.note.content", text),
+        "describe the experiment",
+    )
+
+
+def short_run_name(name: str) -> str:
+    """A run name short enough for MLflow's runs table: ``Hopper-v5/natural-gradient@step_size=
+    0.3/seed3`` -> ``Hopper/ng@0.3/s3`` (env without its version, a short method name, swept
+    values without their keys, ``s`` for seed). A name of another shape is kept."""
+    parts = name.split("/")
+    if len(parts) != 3 or not parts[2].startswith("seed"):
+        return name
+    env, variant, seed = parts
+    method, _, sweep = variant.partition("@")
+    values = ",".join(item.split("=", 1)[-1] for item in sweep.split(",")) if sweep else ""
+    short = SHORT_METHODS.get(method, method) + (f"@{values}" if values else "")
+    return f"{env.rsplit('-v', 1)[0]}/{short}/s{seed[4:]}"
 
 
 class MlflowRun:
@@ -557,8 +650,12 @@ class RunRecorder:
     ``record(row)`` adds one iteration: the cumulative ``env_steps`` and ``wall_time_s`` and the
     measured ``return_change`` are filled in, progress.csv is rewritten atomically, the numeric
     columns go to MLflow with ``step = iteration``, and a progress line is printed.
-    ``checkpoint(state)`` and :func:`load_checkpoint` let a method resume exactly.
+    ``checkpoint(state)`` and :func:`load_checkpoint` let a method resume exactly. With a
+    ``time_limit`` (:mod:`trpo_bench.timelimit`), :meth:`commit` stops the run, checkpointed,
+    when another iteration would not fit.
     """
+
+    time_limit: TimeLimit | None = None
 
     def __init__(self, cfg: TrainConfig, out: Path, log: Callable[[str], None] = print) -> None:
         self.cfg, self.out, self.log = cfg, Path(out), log
@@ -594,11 +691,13 @@ class RunRecorder:
         prev_uri, prev_id = before.get("mlflow_uri"), before.get("mlflow_run_id")
         if prev_uri is None and resume is not None:  # no summary.json, or an older one
             prev_uri, prev_id = uri, resume.get("mlflow_run_id")
-        run_name = cfg.run_name or f"{cfg.env}/{cfg.method}/seed{cfg.seed}"
+        full_name = cfg.run_name or f"{cfg.env}/{cfg.method}/seed{cfg.seed}"
+        run_name = short_run_name(full_name)  # the runs table shows it whole
         tags = {
             "env": cfg.env,
             "method": cfg.method,
             "seed": str(cfg.seed),
+            "run": full_name,
             "git_commit": git_commit(),
             "mlflow.runName": run_name,
         }
@@ -656,25 +755,40 @@ class RunRecorder:
             metrics = {
                 k: v for k, v in full.items() if isinstance(v, int | float) and k != "iteration"
             }
+            # The key metrics again under names that sort first on a run's page.
+            metrics |= {key: metrics[k] for k, key in KEY_METRICS.items() if k in metrics}
             self.mlflow.log_metrics(metrics, full["iteration"])
         self.log(self._line(full))
         return full
 
     def _line(self, row: Mapping[str, Any]) -> str:
+        """One compact line per iteration, e.g. ``[Hopper-v5 trpo-single-path s0] 12/200 6% |
+        ret 512.3 eval 600.1 | kl 0.0098 step ok | 7.9k steps/s | 3m10s, ETA 49m``: iterations
+        done of those planned, the training batch's and (when evaluated) the evaluation
+        protocol's return, the step's mean KL and whether it was kept, env steps per second and
+        the time so far and left, both from the last iterations' wall time."""
         cfg = self.cfg
-        text = (
-            f"[{cfg.env} {cfg.method} seed {cfg.seed}] iter {row['iteration'] + 1}/"
-            f"{cfg.iterations}  steps {row['env_steps']}  "
-            f"return {row.get('return_mean', math.nan):.1f}"
-        )
+        done, planned = row["iteration"] + 1, cfg.iterations
+        parts = [
+            f"[{cfg.env} {cfg.method} s{cfg.seed}] {done}/{planned} {100 * done / planned:.0f}%"
+        ]
+        returns = f"ret {row.get('return_mean', math.nan):.1f}"
         if "eval_return_mean" in row:
-            text += f"  eval {row['eval_return_mean']:.1f}"
-        if "kl_mean" in row:
-            text += f"  kl {row['kl_mean']:.4f}"
+            returns += f" eval {row['eval_return_mean']:.1f}"
+        parts.append(returns)
+        step = [f"kl {row['kl_mean']:.4f}"] if "kl_mean" in row else []
         if "step_accepted" in row:
-            ok = "yes" if row["step_accepted"] else f"NO ({row.get('reject_reason', '')})"
-            text += f"  step {ok}"
-        return text + f"  {row['wall_time_s']:.0f}s"
+            reason = row.get("reject_reason") or "?"
+            step.append("step ok" if row["step_accepted"] else f"step NO ({reason})")
+        if step:
+            parts.append(" ".join(step))
+        recent = self.rows[-(RATE_WINDOW + 1) :]  # enough for the rates over the last window
+        walls = [float(r["wall_time_s"]) for r in recent]
+        rate = steps_per_second([float(r["env_steps"]) for r in recent], walls)
+        left = remaining_seconds(done, planned, seconds_per_iteration(walls))
+        parts.append(f"{format_rate(rate)} steps/s")
+        parts.append(f"{format_duration(row['wall_time_s'])}, ETA {format_duration(left)}")
+        return " | ".join(parts)
 
     def due_checkpoint(self) -> bool:
         every = self.cfg.checkpoint_every
@@ -700,8 +814,15 @@ class RunRecorder:
         iteration, :meth:`checkpoint_last`) and writes the checkpoint when one is due.
         """
         self._last = (copy.deepcopy(dict(state)), len(self.rows))
-        if self.due_checkpoint():
+        due = self.due_checkpoint()
+        if due:
             self.checkpoint(*self._last)
+        limit = self.time_limit
+        if limit is not None and len(self.rows) < self.cfg.iterations and not limit.fits_another():
+            # Another iteration would run into the job's time limit: stop at this one, saved.
+            if not due:
+                self.checkpoint(*self._last)
+            raise TimeLimitReached(len(self.rows), limit.left_s())
 
     def checkpoint_last(self) -> bool:
         """Checkpoint the last committed iteration (after SIGTERM); False if there is none."""
@@ -810,6 +931,46 @@ def check_run_folder(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
         ) from None
     check_identity(path, "a run", theirs, cfg)
     check_not_shorter(path, int(previous.get("iterations_done") or 0), cfg)
+    return previous
+
+
+def completed_summary(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
+    """summary.json of ``out`` if the folder holds this run complete, else None: status
+    ``completed`` with all ``cfg.iterations`` done, progress.csv and policy.pt as recorded (their
+    hashes), its final checkpoint (readable, every iteration in it; none needed if
+    ``checkpoint_every`` is 0), and, with MLflow on, its MLflow run in the store this run would
+    log to.
+
+    Rerunning a complete run is then a no-op (nothing written, no MLflow call): a cluster job
+    that finished its files just before its time limit is complete whatever the scheduler says.
+    The folder is checked as :class:`RunRecorder` checks it (another run's folder is refused).
+    """
+    out = Path(out)
+    if not (out / SUMMARY_FILE).is_file():
+        return None
+    lock = lock_run_folder(out)
+    try:
+        previous = check_run_folder(out, cfg)
+    finally:
+        unlock_run_folder(lock)
+    if previous is None or previous.get("status") != "completed":
+        return None
+    if int(previous.get("iterations_done") or 0) != cfg.iterations:
+        return None
+    files = previous.get("files") or {}
+    if not {PROGRESS_FILE, POLICY_FILE} <= set(files) or not files_match(out, files):
+        return None
+    if (out / CHECKPOINT_FILE).is_file():
+        # Read as a resume would (a damaged one is named, exit 2): it must hold every iteration.
+        if len(load_checkpoint(out, cfg)["rows"]) != cfg.iterations:
+            return None
+    elif cfg.checkpoint_every:
+        return None  # asked for checkpoints, has none: the rerun trains and writes the final one
+    if cfg.mlflow and (
+        previous.get("mlflow_run_id") is None
+        or previous.get("mlflow_uri") != default_tracking_uri(out, cfg.mlflow_uri)
+    ):
+        return None
     return previous
 
 

@@ -12,52 +12,24 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from trpo_bench.config import TrainConfig
-from trpo_bench.envs import EnvVector, env_options, make_env
+from trpo_bench.envs import EnvVector, env_options
 from trpo_bench.evaluation import PolicyEvaluator, is_due, policy_actor, run_episodes
+
+# Learner, build_learner, load_policy and policy_artifact live in trpo_bench.learner (the
+# searches build the same learner); imported here for the loop and for callers of trainer.
+from trpo_bench.learner import Learner, build_learner, load_policy, policy_artifact  # noqa: F401
 from trpo_bench.methods import METHODS
-from trpo_bench.policies import Policy, make_policy
+from trpo_bench.policies import Policy
 from trpo_bench.sampling import iteration_seeds
 from trpo_bench.steps import policy_adam
-from trpo_bench.tracking import RunRecorder, defer_signal, episode_stats
-from trpo_bench.value import ValueFunction
-
-
-@dataclass
-class Learner:
-    """What a run owns: its envs, policy and (optional) value function."""
-
-    envs: EnvVector
-    policy: Policy
-    value_fn: ValueFunction | None
-
-
-def build_learner(cfg: TrainConfig) -> Learner:
-    """Envs, policy and value function, initialised from ``cfg.seed`` alone."""
-    envs = EnvVector(cfg.env, cfg.num_envs, env_options(cfg))
-    with torch.random.fork_rng():
-        torch.manual_seed(cfg.seed)
-        policy = make_policy(
-            envs.observation_space,
-            envs.action_space,
-            cfg.hidden_sizes,
-            cfg.log_std_init,
-            cfg.normalize_observations,
-        )
-        value_fn = None
-        if cfg.baseline == "value":
-            obs_dim = int(np.prod(envs.observation_space.shape))
-            value_fn = ValueFunction(
-                obs_dim, cfg.vf_hidden_sizes, cfg.vf_learning_rate, cfg.normalize_observations
-            )
-    return Learner(envs, policy, value_fn)
+from trpo_bench.timelimit import TimeLimit, TimeLimitReached
+from trpo_bench.tracking import RunRecorder, completed_summary, defer_signal, episode_stats
 
 
 def iteration_generator(seed: int, iteration: int) -> torch.Generator:
@@ -66,24 +38,43 @@ def iteration_generator(seed: int, iteration: int) -> torch.Generator:
     return torch.Generator().manual_seed(torch_seed)
 
 
-def train(cfg: TrainConfig, out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig,
+    out: Path,
+    log: Callable[[str], None] = print,
+    time_limit: TimeLimit | None = None,
+) -> dict[str, Any]:
     """Run ``cfg`` to completion, writing the run folder ``out``; returns summary.json's data.
 
-    A checkpoint in ``out`` written by a run of the same config is resumed from. Methods with
-    a loop of their own (derivative-free search) are handed the recorder through ``method.run``,
-    which returns the final policy artifact as :func:`gradient_loop` does. SIGTERM/SIGINT
-    checkpoint the last complete iteration, write summary.json with status ``interrupted``
-    and raise :class:`Interrupted` (the CLI exits with 128 + signal number).
+    A checkpoint in ``out`` written by a run of the same config is resumed from; a folder that
+    already holds the run complete (:func:`~trpo_bench.tracking.completed_summary`) is left as
+    it is. Methods with a loop of their own (derivative-free search) are handed the recorder
+    through ``method.run``, which returns the final policy artifact as :func:`gradient_loop`
+    does. SIGTERM/SIGINT checkpoint the last complete iteration, write summary.json with status
+    ``interrupted`` and raise :class:`Interrupted` (the CLI exits with 128 + signal number);
+    with a ``time_limit``, a run that cannot fit another iteration does the same and raises
+    :class:`~trpo_bench.timelimit.TimeLimitReached` (exit 75), for the next job to resume.
     """
+    done = completed_summary(out, cfg)
+    if done is not None:
+        log(f"{out} already holds this run complete ({cfg.iterations} iterations): nothing to do")
+        return done
     torch.set_num_threads(cfg.torch_threads)
     method = METHODS[cfg.method]
     recorder = RunRecorder(cfg, out, log)
+    recorder.time_limit = time_limit
+    if time_limit is not None:
+        time_limit.mark()  # the folder checks and the MLflow run are not an iteration
     loop = method.run or gradient_loop
     status, artifact = "failed", None
     try:
         with raise_on_termination():
             artifact = loop(cfg, recorder)
         status = "completed" if is_finite_policy(artifact) else "diverged"
+    except TimeLimitReached:
+        status = "interrupted"  # commit() has checkpointed the last iteration
+        log(f"time limit: checkpoint written at iteration {recorder.next_iteration}")
+        raise
     except Interrupted:
         # SLURM's time limit or preemption: keep the last complete iteration for a rerun.
         status = "interrupted"
@@ -91,7 +82,17 @@ def train(cfg: TrainConfig, out: Path, log: Callable[[str], None] = print) -> di
             log(f"interrupted: checkpoint written at iteration {recorder.next_iteration}")
         raise
     finally:
-        summary = recorder.finish(status, artifact)
+        # Writing the result files is not interrupted: a SIGTERM arriving meanwhile (the time
+        # limit) is noted and dropped, so a run that completed stays completed (exit 0), and one
+        # that stopped keeps its status and exit status. SIGKILL (SLURM's KillWait, 30 s by
+        # default, later) is the only way to cut finish(), whose MLflow calls are bounded.
+        with hold_termination() as held:
+            summary = recorder.finish(status, artifact)
+        if held:
+            log(
+                f"{signal.Signals(held[0]).name} received while writing the result files of a "
+                f"run that is {status}; they are written"
+            )
     return summary
 
 
@@ -126,6 +127,25 @@ def raise_on_termination() -> Iterator[None]:
     old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+@contextlib.contextmanager
+def hold_termination() -> Iterator[list[int]]:
+    """Inside the block SIGTERM and SIGINT are noted, not acted on; the list yielded holds the
+    signals that arrived (main thread only; elsewhere nothing is held)."""
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    old = {
+        sig: signal.signal(sig, lambda signum, _frame: held.append(signum))
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield held
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
@@ -173,20 +193,8 @@ def gradient_loop(cfg: TrainConfig, recorder: RunRecorder) -> dict[str, Any]:
                     "sample_time_s": round(sampled - start, 3),
                     "update_time_s": round(updated - sampled, 3),
                     **episode_stats(sample.episode_returns, sample.episode_lengths),
-                    "surrogate_before": stats.surrogate_before,
-                    "surrogate_after": stats.surrogate_after,
-                    "surrogate_gain": stats.surrogate_gain,
-                    "expected_gain": stats.expected_gain,
-                    "kl_mean": stats.kl_mean,
-                    "kl_max": stats.kl_max,
-                    "linesearch_steps": stats.linesearch_steps,
-                    "step_accepted": stats.step_accepted,
-                    "step_fraction": stats.step_fraction,
-                    "grad_norm": stats.grad_norm,
-                    "entropy": entropy,
-                    **sample.extra,
-                    **stats.extra,
-                    "reject_reason": stats.reject_reason,
+                    # Every StepStats field and extra key (trpo_bench.api), no list kept here.
+                    **stats.progress_columns(between={"entropy": entropy, **sample.extra}),
                     **evaluation,
                 },
                 env_steps=sample.env_steps,
@@ -232,34 +240,6 @@ def is_finite_policy(artifact: dict[str, Any] | None) -> bool:
         for t in artifact["state_dict"].values()
         if torch.is_tensor(t) and t.is_floating_point()
     )
-
-
-def policy_artifact(cfg: TrainConfig, policy: Policy) -> dict[str, Any]:
-    """The final policy: weights plus what it takes to rebuild it (``load_policy``)."""
-    return {
-        "env": cfg.env,
-        "env_options": env_options(cfg),
-        "hidden_sizes": cfg.hidden_sizes,
-        "log_std_init": cfg.log_std_init,
-        "normalize_observations": cfg.normalize_observations,
-        "state_dict": policy.state_dict(),
-    }
-
-
-def load_policy(path: Path) -> Policy:
-    """Rebuild a policy saved by a run (``policy.pt``)."""
-    data = torch.load(path, weights_only=False)
-    env = make_env(data["env"], data.get("env_options"))
-    policy = make_policy(
-        env.observation_space,
-        env.action_space,
-        data["hidden_sizes"],
-        data["log_std_init"],
-        data["normalize_observations"],
-    )
-    policy.load_state_dict(data["state_dict"])
-    env.close()
-    return policy
 
 
 def learner_state(learner: Learner) -> dict[str, Any]:

@@ -49,13 +49,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from trpo_bench.api import Objective
 from trpo_bench.config import ConfigError, TrainConfig
 from trpo_bench.envs import EnvVector
 from trpo_bench.estimators import enumerated_surrogate, self_normalized_surrogate, standardize
 from trpo_bench.policies import DistParams, Policy, select_states
 from trpo_bench.restore import EnvSnapshot, restore, snapshot
 from trpo_bench.sampling import SampleResult, collect_paths, iteration_seeds
-from trpo_bench.steps import Objective
 from trpo_bench.value import ValueFunction
 
 

@@ -39,7 +39,6 @@ for the budget gets shorter episodes, and the run says so).
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from trpo_bench.config import ConfigError, TrainConfig
 from trpo_bench.envs import ENV_SPECS, EnvVector, env_options, make_env
 from trpo_bench.evaluation import PolicyEvaluator, is_due
+from trpo_bench.learner import build_learner, policy_artifact
 from trpo_bench.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 from trpo_bench.sampling import iteration_seeds
 from trpo_bench.tracking import RunRecorder, episode_stats
@@ -326,8 +326,6 @@ class SearchProblem:
     """The policy, its envs and evaluator, and the budget of one search run."""
 
     def __init__(self, cfg: TrainConfig) -> None:
-        from trpo_bench.trainer import build_learner
-
         self.cfg = cfg
         self.budget = search_budget(cfg)
         learner = build_learner(cfg)  # the same envs and policy init as the gradient methods
@@ -360,8 +358,6 @@ class SearchProblem:
         return self.yardstick(self.load(vector), iteration, sampled=False)
 
     def artifact(self, vector: np.ndarray) -> dict[str, Any]:
-        from trpo_bench.trainer import policy_artifact
-
         return policy_artifact(self.cfg, self.load(vector))
 
     def close(self) -> None:
@@ -455,21 +451,3 @@ def run_search(
         return problem.artifact(strategy.mean)
     finally:
         problem.close()
-
-
-# --- the command line -----------------------------------------------------------------------
-
-
-def script_main(method: str, argv: Sequence[str] | None = None) -> int:
-    """``python baselines/<script>.py ARGS`` runs ``trpo-bench train --method <method> ARGS``."""
-    from trpo_bench import cli
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(a == "--method" or a.startswith("--method=") for a in args):
-        print(
-            f"trpo-bench: error: this script runs --method {method}; "
-            "use `trpo-bench train` to choose another method",
-            file=sys.stderr,
-        )
-        return cli.EXIT_USER_ERROR
-    return cli.main(["train", "--method", method, *args])
