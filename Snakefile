@@ -6,7 +6,7 @@
 
 One train job per env x method (x swept value) x seed, then tables, plots and an MLflow summary
 run. Before it plans them, the main process prints the grid's estimated CPU-hours and wall time
-on the given cores (trpo_bench/estimate.py, from the measured rates of
+on the given cores (trpo_bench/analysis/estimate.py, from the measured rates of
 trpo_bench/presets/rates.yaml). config/README.md explains the grid files; the logic lives in
 trpo_bench (grid, estimate, analysis, plots); workflow/scripts/ is thin glue.
 """
@@ -18,7 +18,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from trpo_bench.config import ConfigError
-from trpo_bench.estimate import estimate_lines
+from trpo_bench.analysis.estimate import estimate_lines
 from trpo_bench.grid import check_grid_claims, checked_runs, expand_grid, schema_error_message
 
 
@@ -82,6 +82,6 @@ rule all:
         PLOTS,
         CLAIMS["markdown"],
         MLFLOW_SUMMARY,
-        # config/claims.yaml: the committed report of the run (trpo_bench.reproduction)
+        # config/claims.yaml: the committed report of the run (trpo_bench.analysis.reproduction)
         [rules.reproduction.output.page] if config.get("reproduction") else [],
     default_target: True

@@ -1,4 +1,4 @@
-"""Run CEM, the noisy cross-entropy method (trpo_bench.cem), with the command line of
+"""Run CEM, the noisy cross-entropy method (trpo_bench.methods.cem), with the command line of
 ``trpo-bench train``::
 
     python baselines/cem.py --env InvertedPendulum-v5 --seed 0 --out runs/ip-cem

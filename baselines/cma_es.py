@@ -1,4 +1,4 @@
-"""Run CMA-ES (trpo_bench.cma_es) with the command line of ``trpo-bench train``::
+"""Run CMA-ES (trpo_bench.methods.cma_es) with the command line of ``trpo-bench train``::
 
     python baselines/cma_es.py --env InvertedPendulum-v5 --seed 0 --out runs/ip-cma_es
 

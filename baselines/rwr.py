@@ -1,4 +1,5 @@
-"""Run reward-weighted regression (trpo_bench.rwr) with the command line of ``trpo-bench train``::
+"""Run reward-weighted regression (trpo_bench.methods.rwr) with the command line of ``trpo-bench
+train``::
 
     python baselines/rwr.py --env InvertedPendulum-v5 --seed 0 --out runs/ip-rwr
 

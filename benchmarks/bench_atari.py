@@ -47,14 +47,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import peak_rss_mb, raw_gymnasium_rate
 
-import trpo_bench.trainer
-from trpo_bench.atari import register
+import trpo_bench.run.trainer
 from trpo_bench.config import TrainConfig
-from trpo_bench.envs import ENV_SPECS, EnvVector, env_options
-from trpo_bench.policies import make_policy
+from trpo_bench.core.policies import make_policy
+from trpo_bench.envs.atari import register
+from trpo_bench.envs.registry import ENV_SPECS, EnvVector, env_options
 from trpo_bench.resolve import build_config
-from trpo_bench.sampling import SinglePathObjective
-from trpo_bench.trainer import train
+from trpo_bench.run.trainer import train
+from trpo_bench.sampling.single_path import SinglePathObjective
 
 
 def raw_ale_rate(gym_id: str, steps: int) -> float:
@@ -75,9 +75,9 @@ def raw_ale_rate(gym_id: str, steps: int) -> float:
 def cpu_clock_in_trainer() -> Iterator[None]:
     """The training loop's timings (progress.csv's ``sample_time_s``, ``update_time_s``,
     ``wall_time_s``) read this process's CPU clock instead of the wall clock."""
-    module = trpo_bench.trainer
+    module = trpo_bench.run.trainer
     if not hasattr(module.time, "perf_counter"):
-        raise RuntimeError("trpo_bench.trainer no longer times with time.perf_counter")
+        raise RuntimeError("trpo_bench.run.trainer no longer times with time.perf_counter")
     real = module.time
     module.time = types.SimpleNamespace(perf_counter=time.process_time)
     try:

@@ -30,10 +30,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import raw_gymnasium_rate
 
+from trpo_bench.methods.search import SearchProblem
 from trpo_bench.resolve import build_config
-from trpo_bench.sampling import iteration_seeds
-from trpo_bench.search import SearchProblem
-from trpo_bench.trainer import train
+from trpo_bench.run.trainer import train
+from trpo_bench.sampling.single_path import iteration_seeds
 
 # Whole-training rates: (label, method, extra settings).
 TRAINING = (

@@ -19,11 +19,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import timings
 
-from trpo_bench.optim import empirical_fisher_vector_product, fisher_vector_product
+from trpo_bench.core.optim import empirical_fisher_vector_product, fisher_vector_product
+from trpo_bench.methods.steps import fvp_subsample_index
 from trpo_bench.resolve import build_config
-from trpo_bench.sampling import sample_single_path
-from trpo_bench.steps import fvp_subsample_index
-from trpo_bench.trainer import build_learner, iteration_generator
+from trpo_bench.run.learner import build_learner
+from trpo_bench.run.trainer import iteration_generator
+from trpo_bench.sampling.single_path import sample_single_path
 
 
 def main() -> None:

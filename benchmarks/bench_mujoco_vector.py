@@ -3,7 +3,7 @@
 Prints, measured interleaved in one run (``--rounds`` rounds, CPU seconds of this process):
 * raw gymnasium: ``gym.make(env)`` stepped with random actions (the issue's yardstick);
 * the suite's ``EnvVector`` stepped with random actions, with the vector MuJoCo stepper
-  (``trpo_bench.mujoco_vector``) and with gymnasium's step (option ``mujoco_vector: false``);
+  (``trpo_bench.envs.mujoco_vector``) and with gymnasium's step (option ``mujoco_vector: false``);
 * single-path TRPO training (sampling + updates, whole iterations; the evaluation protocol's
   time taken out) with either stepper;
 and each rate's ratio to raw gymnasium's in the same round. Target: training with the vector
@@ -31,8 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import raw_gymnasium_rate, timed_train
 
-import trpo_bench.trainer as trainer
-from trpo_bench.envs import ENV_SPECS, EnvVector
+import trpo_bench.run.trainer as trainer
+from trpo_bench.envs.registry import ENV_SPECS, EnvVector
 
 
 def vector_rate(env_id: str, num_envs: int, steps: int, fast: bool) -> float:

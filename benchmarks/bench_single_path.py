@@ -21,11 +21,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import raw_gymnasium_rate, timed_train
 
-from trpo_bench.optim import flat_grad
+from trpo_bench.core.optim import flat_grad
+from trpo_bench.methods.steps import trpo_step
 from trpo_bench.resolve import build_config
-from trpo_bench.sampling import sample_single_path
-from trpo_bench.steps import trpo_step
-from trpo_bench.trainer import build_learner, iteration_generator
+from trpo_bench.run.learner import build_learner
+from trpo_bench.run.trainer import iteration_generator
+from trpo_bench.sampling.single_path import sample_single_path
 
 
 def main() -> None:

@@ -18,7 +18,8 @@ import torch
 
 from trpo_bench.config import parse_overrides
 from trpo_bench.resolve import build_config
-from trpo_bench.trainer import evaluate_policy, load_policy, train
+from trpo_bench.run.learner import load_policy
+from trpo_bench.run.trainer import evaluate_policy, train
 
 
 def main() -> None:

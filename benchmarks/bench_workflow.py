@@ -34,7 +34,7 @@ from snakemake.utils import update_config
 
 from trpo_bench.grid import expand_grid
 from trpo_bench.resolve import build_config
-from trpo_bench.trainer import train
+from trpo_bench.run.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ import gymnasium as gym
 import pandas as pd
 
 from trpo_bench.resolve import build_config
-from trpo_bench.trainer import train
+from trpo_bench.run.trainer import train
 
 
 def raw_gymnasium_rate(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from trpo_bench.envs import ENV_SPECS, EnvSpec
+from trpo_bench.envs.registry import ENV_SPECS, EnvSpec
 
 ENV_ID = "NoisyChain-v0"
 N_STATES, GOAL, P_MOVE = 5, 4, 0.8
@@ -39,7 +39,7 @@ class NoisyChain(gym.Env):
         terminated = self.s == GOAL
         return self._obs(), reward + float(terminated), terminated, False, {}
 
-    # The restore hook of trpo_bench.restore (the RNG is restored by restore() itself).
+    # The restore hook of trpo_bench.envs.restore (the RNG is restored by restore() itself).
     def snapshot_state(self) -> int:
         return self.s
 

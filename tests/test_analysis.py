@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trpo_bench import analysis, plots
+from trpo_bench.analysis import plots
+from trpo_bench.analysis import tables as analysis
 
 
 def test_bootstrap_ci_of_two_values_has_known_quantiles():
@@ -357,7 +358,8 @@ def test_per_env_figure_shows_every_method_with_the_legend_outside_the_axes():
 
 
 def test_a_runs_own_note_reaches_the_table_once():
-    # e.g. CEM/CMA-ES: "episodes cut at 150 of 1000 steps" (trpo_bench/search.py -> summary.json)
+    # e.g. CEM/CMA-ES: "episodes cut at 150 of 1000 steps" (trpo_bench/methods/search.py ->
+    # summary.json)
     runs = RUNS[RUNS["variant"] == "a"].assign(run_notes=["cut", "cut", "", ""])
     row = analysis.summarize(runs, 0.95, 100, 0).iloc[0]
     assert row["notes"] == "seed 2 failed; seed 3 missing; cut"

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from trpo_bench.atari import make_atari_env
-from trpo_bench.envs import EnvVector, env_options
-from trpo_bench.policies import CategoricalCNNPolicy, make_policy
+from trpo_bench.core.policies import CategoricalCNNPolicy, make_policy
+from trpo_bench.envs.atari import make_atari_env
+from trpo_bench.envs.registry import EnvVector, env_options
 from trpo_bench.resolve import build_config
-from trpo_bench.trainer import train
+from trpo_bench.run.trainer import train
 
 
 def test_preprocessed_observations_are_stacked_uint8_frames():
@@ -107,7 +107,7 @@ def _replay(env, actions):
 
 @pytest.mark.parametrize("gym_id", ["ALE/Pong-v5", "ALE/Breakout-v5"])
 def test_restore_is_bit_exact_with_sticky_actions(gym_id):
-    from trpo_bench.restore import restore, snapshot
+    from trpo_bench.envs.restore import restore, snapshot
 
     source = make_atari_env(gym_id, sticky_actions=0.25)
     target = make_atari_env(gym_id, sticky_actions=0.25)  # another env, as vine's pool is
@@ -211,7 +211,7 @@ def test_single_path_takes_pi_old_from_sampling_with_the_recomputed_numbers():
     second forward pass over the batch; at a sampling batch of 8 frames it equals the
     512-frame chunks' pass bit for bit (oneDNN's per-frame arithmetic does not depend on the
     batch there; batches of 1-3 frames round differently in the last bit)."""
-    from trpo_bench.sampling import SinglePathObjective, collect_paths
+    from trpo_bench.sampling.single_path import SinglePathObjective, collect_paths
 
     envs = EnvVector("Pong-v5", 8, {"frame_skip": 4, "frame_stack": 4, "sticky_actions": 0.0})
     torch.manual_seed(0)
@@ -239,7 +239,7 @@ def test_atari_processes_keep_freed_memory():
     import resource
     import sys
 
-    from trpo_bench.atari import retain_freed_memory
+    from trpo_bench.envs.atari import retain_freed_memory
 
     if not sys.platform.startswith("linux") or not retain_freed_memory():
         pytest.skip("mallopt needs glibc (Linux)")

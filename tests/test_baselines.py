@@ -11,16 +11,17 @@ import pytest
 import torch
 from torch.nn.utils import vector_to_parameters
 
-from trpo_bench import search
-from trpo_bench.cem import elite_count
 from trpo_bench.cli import main, script_main
 from trpo_bench.config import ConfigError
-from trpo_bench.envs import EnvVector, make_env
-from trpo_bench.policies import make_policy
+from trpo_bench.core.policies import make_policy
+from trpo_bench.envs.registry import EnvVector, make_env
+from trpo_bench.methods import search
+from trpo_bench.methods.cem import elite_count
+from trpo_bench.methods.rwr import rwr_weights
+from trpo_bench.methods.search import CandidateEvaluator, SearchProblem, policy_head, search_budget
 from trpo_bench.resolve import build_config
-from trpo_bench.rwr import rwr_weights
-from trpo_bench.search import CandidateEvaluator, SearchProblem, policy_head, search_budget
-from trpo_bench.trainer import load_policy, train
+from trpo_bench.run.learner import load_policy
+from trpo_bench.run.trainer import train
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = ["wall_time_s", "eval_time_s", "update_time_s", "eval_protocol_time_s"]

@@ -11,7 +11,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from scipy import stats
 
-from trpo_bench import claims
+from trpo_bench.analysis import claims
 
 ENVS = ["InvertedPendulum-v5", "Hopper-v5"]
 

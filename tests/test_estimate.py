@@ -1,11 +1,12 @@
-"""The grid's time estimate (trpo_bench.estimate): measured rates in, CPU-hours and wall out."""
+"""The grid's time estimate (trpo_bench.analysis.estimate): measured rates in, CPU-hours and wall
+out."""
 
 import subprocess
 import sys
 
 import pytest
 
-from trpo_bench.estimate import (
+from trpo_bench.analysis.estimate import (
     Rates,
     estimate_grid,
     load_rates,
@@ -89,7 +90,7 @@ def test_longest_first_schedule_holds_a_jobs_threads():
 
 
 def test_shipped_rates_cover_every_env_family_and_the_estimate_resolves_real_budgets():
-    from trpo_bench.envs import ENV_SPECS
+    from trpo_bench.envs.registry import ENV_SPECS
 
     rates = load_rates()
     assert 4 < rates.fixed_cost_s < 10
@@ -102,6 +103,6 @@ def test_shipped_rates_cover_every_env_family_and_the_estimate_resolves_real_bud
 
 
 def test_importing_the_estimate_does_not_import_torch():
-    code = "import sys, trpo_bench.estimate; print('torch' in sys.modules)"
+    code = "import sys, trpo_bench.analysis.estimate; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from trpo_bench.estimators import (
+from trpo_bench.core.estimators import (
     discounted_returns,
     enumerated_surrogate,
     gae_advantages,

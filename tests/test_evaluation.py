@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from trpo_bench.envs import EnvVector
-from trpo_bench.evaluation import EVAL_SEED, PolicyEvaluator, is_due, run_episodes
-from trpo_bench.policies import make_policy
+from trpo_bench.core.policies import make_policy
+from trpo_bench.envs.registry import EnvVector
 from trpo_bench.resolve import build_config
-from trpo_bench.trainer import load_policy, train
+from trpo_bench.run.evaluation import EVAL_SEED, PolicyEvaluator, is_due, run_episodes
+from trpo_bench.run.learner import load_policy
+from trpo_bench.run.trainer import train
 
 EVAL_COLUMNS = [
     "eval_return_mean",

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from trpo_bench.resolve import build_config
-from trpo_bench.trainer import train
+from trpo_bench.run.trainer import train
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 

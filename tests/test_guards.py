@@ -15,15 +15,16 @@ import pytest
 import torch
 from torch.nn.utils import parameters_to_vector
 
-import trpo_bench.steps as steps
-from trpo_bench.analysis import problems, run_figures
-from trpo_bench.envs import EnvVector
-from trpo_bench.methods import METHODS
+import trpo_bench.methods.steps as steps
+from trpo_bench.analysis.tables import problems, run_figures
+from trpo_bench.core.value import ValueFunction
+from trpo_bench.envs.registry import EnvVector
+from trpo_bench.methods.registry import METHODS
+from trpo_bench.methods.rwr import rwr_step
 from trpo_bench.resolve import build_config
-from trpo_bench.rwr import rwr_step
-from trpo_bench.sampling import sample_single_path
-from trpo_bench.trainer import build_learner, iteration_generator, train
-from trpo_bench.value import ValueFunction
+from trpo_bench.run.learner import build_learner
+from trpo_bench.run.trainer import iteration_generator, train
+from trpo_bench.sampling.single_path import sample_single_path
 
 
 def _batch(method: str, env: str = "InvertedPendulum-v5", **settings):

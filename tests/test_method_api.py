@@ -7,11 +7,12 @@ import pytest
 
 from trpo_bench.api import Batch, Method, StepStats
 from trpo_bench.config import ConfigKey
-from trpo_bench.methods import METHODS
+from trpo_bench.methods.registry import METHODS
+from trpo_bench.methods.steps import Direction, natural_direction
 from trpo_bench.resolve import build_config
-from trpo_bench.sampling import sample_single_path
-from trpo_bench.steps import Direction, natural_direction
-from trpo_bench.trainer import build_learner, iteration_generator
+from trpo_bench.run.learner import build_learner
+from trpo_bench.run.trainer import iteration_generator
+from trpo_bench.sampling.single_path import sample_single_path
 
 
 def test_step_stats_columns_come_from_the_fields_in_order():

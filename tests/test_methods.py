@@ -9,13 +9,14 @@ import torch
 from linalg_helpers import dense_empirical_fisher, dense_kl_hessian
 from torch.nn.utils import parameters_to_vector
 
-from trpo_bench.methods import METHODS
-from trpo_bench.optim import empirical_fisher_vector_product, flat_grad
-from trpo_bench.policies import CategoricalMLPPolicy, GaussianMLPPolicy
+from trpo_bench.core.optim import empirical_fisher_vector_product, flat_grad
+from trpo_bench.core.policies import CategoricalMLPPolicy, GaussianMLPPolicy
+from trpo_bench.methods.registry import METHODS
+from trpo_bench.methods.steps import max_kl_step, natural_gradient_step, trpo_step
 from trpo_bench.resolve import build_config
-from trpo_bench.sampling import SinglePathObjective, sample_single_path
-from trpo_bench.steps import max_kl_step, natural_gradient_step, trpo_step
-from trpo_bench.trainer import build_learner, iteration_generator, train
+from trpo_bench.run.learner import build_learner
+from trpo_bench.run.trainer import iteration_generator, train
+from trpo_bench.sampling.single_path import SinglePathObjective, sample_single_path
 
 
 @pytest.fixture

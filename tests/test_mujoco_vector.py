@@ -1,4 +1,5 @@
-"""The vector MuJoCo stepper (trpo_bench.mujoco_vector) against gymnasium's v5 envs, bit for bit."""
+"""The vector MuJoCo stepper (trpo_bench.envs.mujoco_vector) against gymnasium's v5 envs, bit for
+bit."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import numpy as np
 import pytest
 
 from trpo_bench.config import ConfigError
-from trpo_bench.envs import EnvVector, StepResult
-from trpo_bench.mujoco_vector import MujocoStepper
-from trpo_bench.restore import restore, snapshot
+from trpo_bench.envs.mujoco_vector import MujocoStepper
+from trpo_bench.envs.registry import EnvVector, StepResult
+from trpo_bench.envs.restore import restore, snapshot
 
 PAPER_TASKS = ["InvertedPendulum-v5", "Swimmer-v5", "Hopper-v5", "Walker2d-v5"]
 TASKS = [*PAPER_TASKS, "HalfCheetah-v5"]

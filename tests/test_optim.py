@@ -6,17 +6,18 @@ import torch
 from linalg_helpers import dense_kl_hessian
 from torch.nn.utils import parameters_to_vector
 
-from trpo_bench.optim import (
+from trpo_bench.core.optim import (
     backtracking_line_search,
     conjugate_gradient,
     fisher_vector_product,
     max_step_length,
 )
-from trpo_bench.policies import CategoricalMLPPolicy, GaussianMLPPolicy
+from trpo_bench.core.policies import CategoricalMLPPolicy, GaussianMLPPolicy
+from trpo_bench.methods.steps import trpo_step
 from trpo_bench.resolve import build_config
-from trpo_bench.sampling import sample_single_path
-from trpo_bench.steps import trpo_step
-from trpo_bench.trainer import build_learner, iteration_generator
+from trpo_bench.run.learner import build_learner
+from trpo_bench.run.trainer import iteration_generator
+from trpo_bench.sampling.single_path import sample_single_path
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from trpo_bench.analysis import load_runs, summarize
-from trpo_bench.methods import ENTRY_POINT_GROUP, builtin_methods, plugin_methods
+from trpo_bench.analysis.tables import load_runs, summarize
+from trpo_bench.methods.registry import ENTRY_POINT_GROUP, builtin_methods, plugin_methods
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST = "trpo-bench-demo-methods"
@@ -41,14 +41,15 @@ broken-method = "trpo_demo_methods:NOT_THERE"
 py-modules = ["trpo_demo_methods"]
 """
 
-# A step rule written against the public API only (trpo_bench.api, trpo_bench.steps' helpers).
+# A step rule written against the public API only (trpo_bench.api, trpo_bench.methods.steps'
+# helpers).
 MODULE = '''
 """Random search in parameter space: keep the best of a few Gaussian perturbations."""
 import torch
 
 from trpo_bench.api import ConfigKey, Method, Objective, StepStats
-from trpo_bench.sampling import sample_single_path
-from trpo_bench.steps import apply_step, guard_step, restore, snapshot
+from trpo_bench.sampling.single_path import sample_single_path
+from trpo_bench.methods.steps import apply_step, guard_step, restore, snapshot
 
 
 def random_search_step(policy, objective: Objective, cfg, generator) -> StepStats:

@@ -1,4 +1,4 @@
-"""PPO (trpo_bench.ppo): the clipped surrogate with numbers, an update that improves a task,
+"""PPO (trpo_bench.methods.ppo): the clipped surrogate with numbers, an update that improves a task,
 its declared config keys, and that it needs per-sample data."""
 
 import math
@@ -8,10 +8,10 @@ import torch
 
 from trpo_bench.api import Objective
 from trpo_bench.config import ConfigError
-from trpo_bench.policies import GaussianMLPPolicy
-from trpo_bench.ppo import ADAM_EPS, clipped_surrogate, minibatch_advantages, ppo_step
+from trpo_bench.core.policies import GaussianMLPPolicy
+from trpo_bench.methods.ppo import ADAM_EPS, clipped_surrogate, minibatch_advantages, ppo_step
 from trpo_bench.resolve import build_config
-from trpo_bench.sampling import SinglePathObjective
+from trpo_bench.sampling.single_path import SinglePathObjective
 
 
 def test_clipped_surrogate_on_hand_made_ratios():

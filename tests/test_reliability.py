@@ -12,11 +12,12 @@ import pytest
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from trpo_bench.envs import EnvVector
+from trpo_bench.envs.registry import EnvVector
+from trpo_bench.methods.steps import trpo_step
 from trpo_bench.resolve import build_config
-from trpo_bench.sampling import sample_single_path
-from trpo_bench.steps import trpo_step
-from trpo_bench.trainer import build_learner, iteration_generator, train
+from trpo_bench.run.learner import build_learner
+from trpo_bench.run.trainer import iteration_generator, train
+from trpo_bench.sampling.single_path import sample_single_path
 
 TIMING = ["wall_time_s", "sample_time_s", "update_time_s", "eval_protocol_time_s"]
 RUN = dict(env="CartPole-v1", iterations=10, steps_per_iter=3000, num_envs=2, seed=5)
@@ -229,7 +230,7 @@ def test_non_finite_advantages_reject_the_step(bad):
 
 
 def test_non_positive_curvature_rejects_the_step(monkeypatch):
-    import trpo_bench.steps as steps
+    import trpo_bench.methods.steps as steps
 
     cfg, policy, objective = _batch()
     # A "Fisher" that is negative definite: CG stops at once and s'As <= 0.

@@ -4,8 +4,8 @@ import json
 
 import pandas as pd
 
-from trpo_bench import claims
-from trpo_bench.reproduction import DISCUSSION, write_report
+from trpo_bench.analysis import claims
+from trpo_bench.analysis.reproduction import DISCUSSION, write_report
 
 CLAIMS = [
     {

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from noisy_chain import register
 
-from trpo_bench.envs import make_env
-from trpo_bench.restore import restore, snapshot
+from trpo_bench.envs.registry import make_env
+from trpo_bench.envs.restore import restore, snapshot
 
 WARMUP = 100  # steps into an episode before the snapshot
 

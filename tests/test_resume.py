@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from trpo_bench.methods import METHODS
+from trpo_bench.methods.registry import METHODS
 from trpo_bench.resolve import build_config
-from trpo_bench.trainer import build_learner, learner_state, restore_learner, train
+from trpo_bench.run.learner import build_learner
+from trpo_bench.run.trainer import learner_state, restore_learner, train
 
 ITERATIONS, CRASH_AT = 4, 2
 

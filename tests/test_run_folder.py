@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from trpo_bench import cli, tracking
+from trpo_bench import cli
 from trpo_bench.config import ConfigError
 from trpo_bench.grid import grid_problems
 from trpo_bench.resolve import build_config
+from trpo_bench.run import tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ["wall_time_s", "sample_time_s", "update_time_s", "eval_protocol_time_s"]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from trpo_bench import cli
-from trpo_bench.estimate import (
+from trpo_bench.analysis.estimate import (
     GridEstimate,
     JobEstimate,
     plan_segments,
@@ -23,7 +23,7 @@ from trpo_bench.estimate import (
     segments_needed,
 )
 from trpo_bench.grid import Run
-from trpo_bench.timelimit import EXIT_TIME_LIMIT, TimeLimit, parse_slurm_duration
+from trpo_bench.run.timelimit import EXIT_TIME_LIMIT, TimeLimit, parse_slurm_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_SCRIPT = ROOT / "workflow" / "scripts" / "slurm_single_node.sh"

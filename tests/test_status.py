@@ -10,23 +10,26 @@ import pandas as pd
 import pytest
 import yaml
 
-from trpo_bench import status, tracking
-from trpo_bench.cli import main
-from trpo_bench.resolve import build_config
-from trpo_bench.status import (
+from trpo_bench.analysis import status
+from trpo_bench.analysis.status import (
     Writer,
     decide_state,
-    format_duration,
     grid_eta,
     merge_config,
     parse_lock,
-    remaining_seconds,
-    seconds_per_iteration,
     stale_after,
-    steps_per_second,
     writer_alive,
 )
-from trpo_bench.trainer import train
+from trpo_bench.cli import main
+from trpo_bench.resolve import build_config
+from trpo_bench.run import tracking
+from trpo_bench.run.pace import (
+    format_duration,
+    remaining_seconds,
+    seconds_per_iteration,
+    steps_per_second,
+)
+from trpo_bench.run.trainer import train
 
 ENV = "InvertedPendulum-v5"
 METHOD = "trpo-single-path"
@@ -34,13 +37,6 @@ BUDGET = {"iterations": 5, "steps_per_iter": 300, "num_envs": 2, "eval_episodes"
 
 
 # --- the pure parts -----------------------------------------------------------------------------
-
-
-def test_file_names_are_those_tracking_writes():
-    assert status.PROGRESS_FILE == tracking.PROGRESS_FILE
-    assert status.SUMMARY_FILE == tracking.SUMMARY_FILE
-    assert status.CHECKPOINT_FILE == tracking.CHECKPOINT_FILE
-    assert status.LOCK_FILE == tracking.LOCK_FILE
 
 
 def test_time_left_comes_from_the_runs_own_recent_iterations():

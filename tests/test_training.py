@@ -7,7 +7,8 @@ import pytest
 
 from trpo_bench.cli import main
 from trpo_bench.resolve import build_config
-from trpo_bench.trainer import load_policy, train
+from trpo_bench.run.learner import load_policy
+from trpo_bench.run.trainer import train
 
 TIMING = ["wall_time_s", "sample_time_s", "update_time_s", "eval_protocol_time_s"]
 
@@ -131,8 +132,9 @@ def test_cli_run_is_in_mlflow(tmp_path, capsys):
 def test_chunked_objective_equals_one_pass():
     import torch
 
-    from trpo_bench.sampling import SinglePathObjective, sample_single_path
-    from trpo_bench.trainer import build_learner, iteration_generator
+    from trpo_bench.run.learner import build_learner
+    from trpo_bench.run.trainer import iteration_generator
+    from trpo_bench.sampling.single_path import SinglePathObjective, sample_single_path
 
     cfg = build_config(
         "Hopper-v5", "trpo-single-path", layers=[("t", {"steps_per_iter": 1000, "num_envs": 4})]

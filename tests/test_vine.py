@@ -9,12 +9,13 @@ import torch
 from noisy_chain import GOAL, exact_q, register
 
 from trpo_bench.config import ConfigError
-from trpo_bench.envs import EnvVector
-from trpo_bench.policies import CategoricalMLPPolicy, GaussianMLPPolicy, make_policy
+from trpo_bench.core.policies import CategoricalMLPPolicy, GaussianMLPPolicy, make_policy
+from trpo_bench.envs.registry import EnvVector
+from trpo_bench.envs.restore import snapshot
 from trpo_bench.resolve import build_config
-from trpo_bench.restore import snapshot
-from trpo_bench.trainer import build_learner, iteration_generator, train
-from trpo_bench.vine import (
+from trpo_bench.run.learner import build_learner
+from trpo_bench.run.trainer import iteration_generator, train
+from trpo_bench.sampling.vine import (
     BranchSpec,
     VineObjective,
     branch_pool,

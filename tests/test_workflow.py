@@ -217,9 +217,9 @@ def test_grid_problems_name_the_bad_value_and_the_allowed_ones():
 
 
 def test_every_method_and_env_of_the_registries_can_join_a_grid_by_config():
-    from trpo_bench.envs import ENV_SPECS
+    from trpo_bench.envs.registry import ENV_SPECS
     from trpo_bench.grid import check_runs
-    from trpo_bench.methods import METHODS
+    from trpo_bench.methods.registry import METHODS
 
     cfg = {
         **GRID,
@@ -255,7 +255,7 @@ def test_grid_plans_one_train_job_per_env_method_sweep_value_and_seed(grid, tmp_
     }
     expected = planned_train_jobs(grid_config(*overlays))
     assert planned == expected
-    # Before the plan, the estimate from measured rates (trpo_bench.estimate); on one core
+    # Before the plan, the estimate from measured rates (trpo_bench.analysis.estimate); on one core
     # (a dry run's default) the full comparison takes months and says so.
     assert f"trpo-bench: {len(expected)} training jobs, estimated " in result.stderr
     assert ("This is the full comparison" in result.stderr) == (grid == "full")
@@ -586,7 +586,7 @@ def test_store_lock_is_deleted_by_its_holder_and_a_waiter_relocks_the_path(tmp_p
     import threading
     import time
 
-    from trpo_bench.tracking import store_lock
+    from trpo_bench.run.tracking import store_lock
 
     uri = f"sqlite:///{tmp_path}/m.db"
     lock = tmp_path / "m.db.lock"

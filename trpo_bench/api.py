@@ -1,7 +1,7 @@
 """The public method API: what a sampler returns, what a step rule receives and returns, and how
 a method registers itself (its config keys and presets). ``docs/methods.md`` walks through it.
 
-Every gradient method runs the same loop (``trpo_bench.trainer.gradient_loop``)::
+Every gradient method runs the same loop (``trpo_bench.run.trainer.gradient_loop``)::
 
     batch = method.sampler(envs, policy, cfg, iteration, value_fn, generator)  # -> Batch
     stats = method.step_rule(policy, batch.objective, cfg, generator)        # -> StepStats
@@ -22,13 +22,14 @@ Every gradient method runs the same loop (``trpo_bench.trainer.gradient_loop``):
 * A **step rule** (:data:`StepRule`) changes the policy in place and returns :class:`StepStats`.
   Every field of StepStats, and every key of its ``extra``, becomes a progress.csv column (and
   an MLflow metric) without being listed anywhere else. A step rule ends in
-  ``trpo_bench.steps.guard_step``, which undoes a step that leaves anything non-finite.
+  ``trpo_bench.methods.steps.guard_step``, which undoes a step that leaves anything non-finite.
 * A **method** (:class:`Method`) binds a sampler to a step rule, or brings a loop of its own
   (``run(cfg, recorder)``, the derivative-free searches). It declares its config keys
   (:class:`~trpo_bench.config.ConfigKey`: default, limits, help shown by
   ``trpo-bench train --help``; read as ``cfg.<name>``), the preset values of existing keys that
   make it that method (``defaults``; per env: ``env_presets``) and a check across keys
-  (``check_config``). The built-in methods are registered in ``trpo_bench.methods``; a package
+  (``check_config``). The built-in methods are registered in ``trpo_bench.methods.registry``; a
+  package
   registers more through the entry-point group ``trpo_bench.methods`` (an entry point naming a
   :class:`Method`). The registry, the config schema (``trpo_bench.resolve.build_config``) and the
   workflow's grid checks all read the same registration.
@@ -46,10 +47,10 @@ import torch
 from torch import Tensor
 
 from trpo_bench.config import ConfigKey, TrainConfig
-from trpo_bench.envs import EnvVector
-from trpo_bench.optim import flat_grad
-from trpo_bench.policies import DistParams, Policy, select_states
-from trpo_bench.value import ValueFunction
+from trpo_bench.core.optim import flat_grad
+from trpo_bench.core.policies import DistParams, Policy, select_states
+from trpo_bench.core.value import ValueFunction
+from trpo_bench.envs.registry import EnvVector
 
 __all__ = [
     "Batch",
@@ -178,7 +179,7 @@ class Sampler(Protocol):
     """``sampler(envs, policy, cfg, iteration, value_fn, generator) -> Batch``.
 
     Draw all randomness from ``generator`` and from seeds derived from ``(cfg.seed,
-    iteration)`` (``trpo_bench.sampling.iteration_seeds``): resume is then exact. Fit
+    iteration)`` (``trpo_bench.sampling.single_path.iteration_seeds``): resume is then exact. Fit
     ``value_fn`` (None unless ``baseline: value``) on the batch if the method uses it."""
 
     def __call__(
@@ -198,7 +199,7 @@ class Method:
 
     A gradient method binds a ``sampler`` to a ``step_rule`` and runs the shared loop
     (``trainer.gradient_loop``); a derivative-free method has a loop of its own,
-    ``run(cfg, recorder)``, which writes through the same ``trpo_bench.tracking.RunRecorder``
+    ``run(cfg, recorder)``, which writes through the same ``trpo_bench.run.tracking.RunRecorder``
     and returns the final policy artifact. ``config_keys`` are the method's own keys;
     ``defaults`` its preset values of any keys (fields or its own), applied after the env's
     preset; ``env_presets`` maps an env id to ``{"defaults": {...}, "paper": {...}}`` applied

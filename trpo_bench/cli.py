@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trpo_bench.config import FIELDS, ConfigError, parse_overrides, read_yaml_file
-from trpo_bench.envs import ENV_SPECS
-from trpo_bench.methods import METHODS
+from trpo_bench.envs.registry import ENV_SPECS
+from trpo_bench.methods.registry import METHODS
 from trpo_bench.resolve import build_config
-from trpo_bench.timelimit import TimeLimitReached, job_time_limit
-from trpo_bench.trainer import Interrupted, train
+from trpo_bench.run.timelimit import TimeLimitReached, job_time_limit
+from trpo_bench.run.trainer import Interrupted, train
 
 EXIT_USER_ERROR = 2
 
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_status_parser(sub: argparse._SubParsersAction) -> None:
-    """``trpo-bench status``: see ``trpo_bench.status``."""
+    """``trpo-bench status``: see ``trpo_bench.analysis.status``."""
     status = sub.add_parser(
         "status",
         help="where every run of a grid stands: progress, returns, state, time left",
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{e.id:20s} {e.summary}")
             return 0
         if args.command == "status":
-            from trpo_bench.status import run_status
+            from trpo_bench.analysis.status import run_status
 
             return run_status(args)
         cfg = resolve_train_config(args)

@@ -164,7 +164,7 @@ class TrainConfig:
 
     # Vine sampling (sec. 5.2; method trpo-vine). Per iteration: num_envs trunk rollouts, then
     # K branches of H steps from each of N rollout-set states drawn from the trunks, with
-    # trunk steps + branch steps = steps_per_iter (see trpo_bench.vine).
+    # trunk steps + branch steps = steps_per_iter (see trpo_bench.sampling.vine).
     vine_branch_length: int = _f(
         100,
         "Vine: steps H of each branch rollout from (s_n, a_k); Q-hat is the discounted sum of "
@@ -192,7 +192,7 @@ class TrainConfig:
         min=1,
     )
 
-    # Derivative-free search (methods cem, cma-es; trpo_bench/search.py). A generation runs
+    # Derivative-free search (methods cem, cma-es; trpo_bench/methods/search.py). A generation runs
     # population_size candidates (deterministic actions) and the distribution's mean, each on
     # the same episodes_per_candidate seeded episodes, cut so that it simulates at most
     # steps_per_iter steps; iteration i runs generations until the run has simulated
@@ -245,7 +245,7 @@ class TrainConfig:
         "weights, where full CMA-ES costs more than the simulation.",
     )
 
-    # Reward-weighted regression (method rwr; trpo_bench/rwr.py).
+    # Reward-weighted regression (method rwr; trpo_bench/methods/rwr.py).
     rwr_temperature: float = _f(
         1.0,
         "RWR: each sampled action weighs exp(Q-hat / rwr_temperature) in the refit (Q-hat "
@@ -268,7 +268,7 @@ class TrainConfig:
     )
     log_std_init: float = _f(0.0, "Initial log standard deviation (Gaussian policies).")
 
-    # Atari (trpo_bench.atari): every preprocessing choice is a key, so summary.json holds it.
+    # Atari (trpo_bench.envs.atari): every preprocessing choice is a key, so summary.json holds it.
     atari_frame_skip: int = _f(
         4, "Atari: emulator frames per agent step (the action is repeated).", min=1
     )
@@ -293,7 +293,7 @@ class TrainConfig:
         False, "Train on sign(reward) (Atari); reported returns are always the raw score."
     )
 
-    # Evaluation (trpo_bench.evaluation): the one yardstick every method is measured by.
+    # Evaluation (trpo_bench.run.evaluation): the one yardstick every method is measured by.
     eval_every: int = _f(
         5,
         "Evaluate the policy every N iterations and after the last (0: after the last only): "

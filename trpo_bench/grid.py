@@ -7,8 +7,8 @@ gradient's fixed step size in factors of 3, sec. 8.1), or the method alone when 
 A run's ``trpo-bench train`` settings are, in order: the budget preset (``quick`` or ``paper``),
 the ``overrides`` entries that match its env and method, then its variant's swept values.
 
-Names are checked against the registries (``trpo_bench.envs.ENV_SPECS``,
-``trpo_bench.methods.METHODS``, ``TrainConfig``'s fields), never against a fixed list, so a
+Names are checked against the registries (``trpo_bench.envs.registry.ENV_SPECS``,
+``trpo_bench.methods.registry.METHODS``, ``TrainConfig``'s fields), never against a fixed list, so a
 new env or method joins a grid by config alone. Every problem is raised as one
 :class:`~trpo_bench.config.ConfigError` before any job starts.
 """
@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from trpo_bench.config import FIELDS, ConfigError
-from trpo_bench.envs import ENV_SPECS
+from trpo_bench.envs.registry import ENV_SPECS
 from trpo_bench.variants import variant_name
 
 # This module must import without torch: the Snakefile imports it, and every cluster job
-# re-reads the Snakefile. The method registry (trpo_bench.methods, trpo_bench.resolve) loads
+# re-reads the Snakefile. The method registry (trpo_bench.methods.registry, trpo_bench.resolve)
+# loads
 # torch and the plug-ins, so the functions that need it import it when called.
 
 # Keys the workflow sets itself for every run; a grid may not override them.
@@ -148,7 +149,7 @@ def grid_problems(
     if env_families is None:
         env_families = {e.id: e.family for e in ENV_SPECS.values()}
     if methods is None or method_keys is None:
-        from trpo_bench.methods import METHODS  # torch: see the imports
+        from trpo_bench.methods.registry import METHODS  # torch: see the imports
         from trpo_bench.resolve import method_key_owners
 
         methods = list(METHODS) if methods is None else methods
@@ -230,12 +231,15 @@ def checked_runs(cfg: Mapping[str, Any]) -> list[Run]:
 
 
 def check_grid_claims(cfg: Mapping[str, Any]) -> None:
-    """Check the grid's ``claims`` (``trpo_bench.claims``) against the registries and the run
+    """Check the grid's ``claims`` (``trpo_bench.analysis.claims``) against the registries and the
+    run
     figures; a claim about an env or method this grid does not run is allowed (it is reported
     undecided), a misspelt one is not. Raises one ConfigError."""
-    from trpo_bench.analysis import RUN_FIGURES  # pandas, scipy, matplotlib: not for every job
-    from trpo_bench.claims import check_claims
-    from trpo_bench.methods import METHODS  # torch: see the imports
+    from trpo_bench.analysis.claims import check_claims
+    from trpo_bench.analysis.tables import (
+        RUN_FIGURES,  # pandas, scipy, matplotlib: not for every job
+    )
+    from trpo_bench.methods.registry import METHODS  # torch: see the imports
 
     metrics = [*RUN_FIGURES, "final_train_return", "average_train_return"]
     problems = check_claims(cfg.get("claims", []), list(ENV_SPECS), list(METHODS), metrics)
@@ -245,7 +249,7 @@ def check_grid_claims(cfg: Mapping[str, Any]) -> None:
 
 def resources_for(cfg: Mapping[str, Any], env: str) -> dict[str, int]:
     """threads, mem_mb and runtime (minutes) of a training job on ``env``: the ``resources``
-    entry of the env id, else of its family (``trpo_bench.envs.ENV_SPECS``)."""
+    entry of the env id, else of its family (``trpo_bench.envs.registry.ENV_SPECS``)."""
     entry = _resource_entry(cfg, env, ENV_SPECS[env].family)
     if entry is None:
         raise ConfigError(f"resources: no entry for env {env!r} or its family")
@@ -289,7 +293,7 @@ def tracking_uri(cfg: Mapping[str, Any], results: str | Path) -> str:
     that jobs running elsewhere, on a cluster node, find the same store).
 
     Not ``tracking.default_tracking_uri``: that one puts the store beside a run folder, and
-    importing ``trpo_bench.tracking`` loads torch, which every cluster job re-reading the
+    importing ``trpo_bench.run.tracking`` loads torch, which every cluster job re-reading the
     Snakefile would pay."""
     if cfg.get("mlflow_uri"):
         return str(cfg["mlflow_uri"])

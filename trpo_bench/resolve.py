@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from trpo_bench.config import FIELDS, ConfigError, TrainConfig, apply_layer
-from trpo_bench.envs import ENV_SPECS, check_env_id
-from trpo_bench.methods import METHODS, check_method
+from trpo_bench.envs.registry import ENV_SPECS, check_env_id
+from trpo_bench.methods.registry import METHODS, check_method
 
 __all__ = ["build_config", "method_key_owners"]
 

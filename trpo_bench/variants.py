@@ -1,7 +1,7 @@
 """Variant names: a method and its swept values as one name (``natural-gradient@step_size=0.3``).
 
 A leaf module (no other trpo_bench import): the grid (``trpo_bench.grid``) names its runs with
-it and the analysis (``trpo_bench.analysis``) reads the names back, without either importing
+it and the analysis (``trpo_bench.analysis.tables``) reads the names back, without either importing
 the other.
 """
 

@@ -90,7 +90,7 @@ rule plots:
         "../scripts/plots.py"
 
 
-# The paper's claims (the grid's `claims`), decided over seeds by trpo_bench.claims: verdicts,
+# The paper's claims (the grid's `claims`), decided over seeds by trpo_bench.analysis.claims: verdicts,
 # every comparison behind them, the IQM of normalised scores and a performance profile.
 rule claims:
     input:

@@ -6,12 +6,12 @@
 #
 # A run longer than its job's time limit: inside a SLURM job trpo-bench reads the time left,
 # stops before it with the last iteration checkpointed (exit 75), and `retries` (sized from the
-# grid's estimate, trpo_bench/estimate.py) submits the next job, which resumes from
+# grid's estimate, trpo_bench/analysis/estimate.py) submits the next job, which resumes from
 # checkpoint.pt. Snakemake deletes only the declared outputs of a failed attempt; checkpoint.pt
 # stays, so no attempt loses completed iterations, and a run that finished just before its
 # limit is rewritten from its final checkpoint without training (README, On a SLURM cluster).
 
-from trpo_bench.estimate import job_limit_minutes, train_retries
+from trpo_bench.analysis.estimate import job_limit_minutes, train_retries
 
 # Planned by the main process only (a cluster job re-reads this file and never retries itself).
 TRAIN_RETRIES = train_retries(config, RUNS) if workflow.is_main_process else 0

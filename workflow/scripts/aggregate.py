@@ -1,12 +1,14 @@
-"""Glue for rule aggregate: read the grid's run folders, write the tables (trpo_bench.analysis):
-CSV, Markdown, and the comparison as a standalone HTML page for the report (trpo_bench.report)."""
+"""Glue for rule aggregate: read the grid's run folders, write the tables
+(trpo_bench.analysis.tables): CSV, Markdown, and the comparison as a standalone HTML page
+for the report (trpo_bench.analysis.report)."""
 
 import logging
 import sys
 
 import yaml
 
-from trpo_bench import analysis, report
+from trpo_bench.analysis import report
+from trpo_bench.analysis import tables as analysis
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(message)s")

@@ -1,11 +1,13 @@
-"""Glue for rule claims: decide the grid's claims from the run table (trpo_bench.claims)."""
+"""Glue for rule claims: decide the grid's claims from the run table
+(trpo_bench.analysis.claims)."""
 
 import sys
 
 import pandas as pd
 import yaml
 
-from trpo_bench import analysis, claims, plots, report
+from trpo_bench.analysis import claims, plots, report
+from trpo_bench.analysis import tables as analysis
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115 (warnings go to the rule's log)

@@ -9,7 +9,7 @@ line and writes its result files). Every MLflow call here is bounded (tracking.H
 import json
 import sys
 
-from trpo_bench.tracking import (
+from trpo_bench.run.tracking import (
     bound_tracking_calls,
     experiment_description,
     get_or_create_experiment,

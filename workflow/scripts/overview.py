@@ -1,10 +1,11 @@
-"""Glue for rule overview: the page that opens the report with the answer (trpo_bench.report)."""
+"""Glue for rule overview: the page that opens the report with the answer
+(trpo_bench.analysis.report)."""
 
 import sys
 
 import pandas as pd
 
-from trpo_bench import report
+from trpo_bench.analysis import report
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115 (warnings go to the rule's log)

@@ -1,11 +1,12 @@
-"""Glue for rule plots: a learning-curve figure per env and the all-envs grid (trpo_bench.plots)."""
+"""Glue for rule plots: a learning-curve figure per env and the all-envs grid
+(trpo_bench.analysis.plots)."""
 
 import sys
 
 import pandas as pd
 import yaml
 
-from trpo_bench import plots
+from trpo_bench.analysis import plots
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115 (warnings go to the rule's log)

@@ -1,9 +1,10 @@
-"""Glue for rule reproduction: the committed report of a real run (trpo_bench.reproduction)."""
+"""Glue for rule reproduction: the committed report of a real run
+(trpo_bench.analysis.reproduction)."""
 
 import sys
 from pathlib import Path
 
-from trpo_bench.reproduction import write_report
+from trpo_bench.analysis.reproduction import write_report
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115 (warnings go to the rule's log)

@@ -1,0 +1,1 @@
+"""From run folders to answers: tables, claims, plots, reports, status, estimates."""

@@ -1,0 +1,1 @@
+"""Running one job: the training loop, the run folder, MLflow, checkpoints, time limits."""

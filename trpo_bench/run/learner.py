@@ -1,0 +1,80 @@
+"""What a run owns and leaves behind: its envs, policy and value function (:class:`Learner`,
+built from the seed alone), and the final policy artifact (``policy.pt``) and its loading.
+
+Shared by the gradient loop (``trpo_bench.run.trainer``) and the derivative-free searches
+(``trpo_bench.methods.search``), which build the same envs and policy initialisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trpo_bench.config import TrainConfig
+from trpo_bench.core.policies import Policy, make_policy
+from trpo_bench.core.value import ValueFunction
+from trpo_bench.envs.registry import EnvVector, env_options, make_env
+
+__all__ = ["Learner", "build_learner", "load_policy", "policy_artifact"]
+
+
+@dataclass
+class Learner:
+    """What a run owns: its envs, policy and (optional) value function."""
+
+    envs: EnvVector
+    policy: Policy
+    value_fn: ValueFunction | None
+
+
+def build_learner(cfg: TrainConfig) -> Learner:
+    """Envs, policy and value function, initialised from ``cfg.seed`` alone."""
+    envs = EnvVector(cfg.env, cfg.num_envs, env_options(cfg))
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)
+        policy = make_policy(
+            envs.observation_space,
+            envs.action_space,
+            cfg.hidden_sizes,
+            cfg.log_std_init,
+            cfg.normalize_observations,
+        )
+        value_fn = None
+        if cfg.baseline == "value":
+            obs_dim = int(np.prod(envs.observation_space.shape))
+            value_fn = ValueFunction(
+                obs_dim, cfg.vf_hidden_sizes, cfg.vf_learning_rate, cfg.normalize_observations
+            )
+    return Learner(envs, policy, value_fn)
+
+
+def policy_artifact(cfg: TrainConfig, policy: Policy) -> dict[str, Any]:
+    """The final policy: weights plus what it takes to rebuild it (``load_policy``)."""
+    return {
+        "env": cfg.env,
+        "env_options": env_options(cfg),
+        "hidden_sizes": cfg.hidden_sizes,
+        "log_std_init": cfg.log_std_init,
+        "normalize_observations": cfg.normalize_observations,
+        "state_dict": policy.state_dict(),
+    }
+
+
+def load_policy(path: Path) -> Policy:
+    """Rebuild a policy saved by a run (``policy.pt``)."""
+    data = torch.load(path, weights_only=False)
+    env = make_env(data["env"], data.get("env_options"))
+    policy = make_policy(
+        env.observation_space,
+        env.action_space,
+        data["hidden_sizes"],
+        data["log_std_init"],
+        data["normalize_observations"],
+    )
+    policy.load_state_dict(data["state_dict"])
+    env.close()
+    return policy

@@ -1,0 +1,1 @@
+"""Sampling (sec. 5): single path and vine."""
