@@ -110,7 +110,7 @@ GRID = {
     "resources": {
         "classic": {"threads": 1, "mem_mb": 500, "runtime": 5},
         "mujoco": {"threads": 2, "mem_mb": 900, "runtime": 30},
-        "Hopper-v5": {"threads": 3, "mem_mb": 4000, "runtime": 90},
+        "Hopper-v5": {"threads": 3, "mem_mb": 4000, "runtime": 90, "gpu": 1},
     },
 }
 
@@ -166,9 +166,25 @@ def test_train_argv_round_trips_through_the_cli_parser():
 
 
 def test_resources_per_env_family_and_env(monkeypatch, tmp_path):
-    assert resources_for(GRID, "CartPole-v1") == {"threads": 1, "mem_mb": 500, "runtime": 5}
-    assert resources_for(GRID, "Swimmer-v5") == {"threads": 2, "mem_mb": 900, "runtime": 30}
-    assert resources_for(GRID, "Hopper-v5") == {"threads": 3, "mem_mb": 4000, "runtime": 90}
+    no_gpu = {"gpu": 0}  # unless the entry asks for GPUs (the SLURM plugin's gpu resource)
+    assert resources_for(GRID, "CartPole-v1") == {
+        "threads": 1,
+        "mem_mb": 500,
+        "runtime": 5,
+        **no_gpu,
+    }
+    assert resources_for(GRID, "Swimmer-v5") == {
+        "threads": 2,
+        "mem_mb": 900,
+        "runtime": 30,
+        **no_gpu,
+    }
+    assert resources_for(GRID, "Hopper-v5") == {
+        "threads": 3,
+        "mem_mb": 4000,
+        "runtime": 90,
+        "gpu": 1,
+    }
     assert tracking_uri({"mlflow_uri": "http://h:5000"}, tmp_path) == "http://h:5000"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
     assert tracking_uri({"mlflow_uri": ""}, tmp_path) == "http://env:5000"
@@ -279,6 +295,7 @@ def test_a_grid_read_on_top_of_the_full_one_inherits_none_of_its_resources(name)
             "threads": 1,
             "mem_mb": 2000,
             "runtime": 60,
+            "gpu": 0,
         }
 
 

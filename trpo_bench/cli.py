@@ -19,6 +19,7 @@ from trpo_bench.config import FIELDS, ConfigError, parse_overrides, read_yaml_fi
 from trpo_bench.envs.registry import ENV_SPECS
 from trpo_bench.methods.registry import METHODS
 from trpo_bench.resolve import build_config
+from trpo_bench.run.learner import resolve_device
 from trpo_bench.run.timelimit import TimeLimitReached, job_time_limit
 from trpo_bench.run.trainer import Interrupted, train
 
@@ -231,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_status(args)
         cfg = resolve_train_config(args)
+        resolve_device(cfg.device)  # `cuda` on a machine without a GPU fails here, before work
         if args.print_config:
             import yaml
 

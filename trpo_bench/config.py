@@ -307,6 +307,13 @@ class TrainConfig:
 
     # Bookkeeping.
     torch_threads: int = _f(1, "torch intra-op threads (1 makes runs reproducible).", min=1)
+    device: str = _f(
+        "cpu",
+        "Where the policy, value net and update run: cpu, cuda (a GPU; the envs stay on the "
+        "CPU) or auto (cuda when torch sees one, else cpu). Random draws are made on the CPU "
+        "either way; CEM and CMA-ES always run on the CPU.",
+        choices=("cpu", "cuda", "auto"),
+    )
     checkpoint_every: int = _f(5, "Write a checkpoint every N iterations (0: never).", min=0)
     experiment: str = _f("trpo-bench", "MLflow experiment name.", nonempty=True)
     mlflow: bool = _f(True, "Log the run to MLflow.")

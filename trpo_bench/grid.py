@@ -248,12 +248,13 @@ def check_grid_claims(cfg: Mapping[str, Any]) -> None:
 
 
 def resources_for(cfg: Mapping[str, Any], env: str) -> dict[str, int]:
-    """threads, mem_mb and runtime (minutes) of a training job on ``env``: the ``resources``
-    entry of the env id, else of its family (``trpo_bench.envs.registry.ENV_SPECS``)."""
+    """threads, mem_mb, runtime (minutes) and gpu (GPUs, 0 unless the entry asks; the SLURM
+    executor plugin's ``gpu`` resource) of a training job on ``env``: the ``resources`` entry
+    of the env id, else of its family (``trpo_bench.envs.registry.ENV_SPECS``)."""
     entry = _resource_entry(cfg, env, ENV_SPECS[env].family)
     if entry is None:
         raise ConfigError(f"resources: no entry for env {env!r} or its family")
-    return {k: int(entry[k]) for k in RESOURCE_KEYS}
+    return {**{k: int(entry[k]) for k in RESOURCE_KEYS}, "gpu": int(entry.get("gpu", 0))}
 
 
 def train_argv(

@@ -84,6 +84,13 @@ class Policy(nn.Module):
     def preprocess(self, obs: Tensor) -> Tensor:
         return self.obs_norm(obs) if self.obs_norm is not None else obs
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live (``device`` config key); observations are moved here, and
+        random draws, always made on the CPU from the CPU generator, too: a run on the GPU
+        draws the same numbers as on the CPU."""
+        return next(self.parameters()).device
+
     def forward(self, obs: Tensor) -> DistParams:
         """Same as :meth:`dist_params` (so ``torch.func.functional_call`` works on a policy)."""
         return self.dist_params(obs)
@@ -161,14 +168,14 @@ class GaussianMLPPolicy(Policy):
     def sample(self, params: DistParams, generator: torch.Generator | None = None) -> Tensor:
         mean, log_std = params
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-        return mean + torch.exp(log_std) * noise
+        return mean + torch.exp(log_std) * noise.to(mean.device)
 
     def noise(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
         return torch.randn((*shape, self.log_std.shape[0]), generator=generator)
 
     def sample_from_noise(self, params: DistParams, noise: Tensor) -> Tensor:
         mean, log_std = params
-        return mean + torch.exp(log_std) * noise
+        return mean + torch.exp(log_std) * noise.to(mean.device)
 
     def mode(self, params: DistParams) -> Tensor:
         return params[0]
@@ -206,7 +213,8 @@ class CategoricalMLPPolicy(Policy):
 
     def sample(self, params: DistParams, generator: torch.Generator | None = None) -> Tensor:
         (logp,) = params
-        return torch.multinomial(torch.exp(logp), 1, generator=generator).squeeze(-1)
+        # Drawn on the CPU (the generator's device), whatever the policy's device.
+        return torch.multinomial(torch.exp(logp).cpu(), 1, generator=generator).squeeze(-1)
 
     def noise(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
         return torch.rand(shape, generator=generator, dtype=torch.float64)
@@ -215,7 +223,8 @@ class CategoricalMLPPolicy(Policy):
         # Inverse CDF: the first action whose cumulative probability exceeds the uniform.
         (logp,) = params
         cdf = torch.cumsum(torch.exp(logp.to(torch.float64)), dim=-1)
-        action = torch.searchsorted(cdf, noise.unsqueeze(-1), right=True).squeeze(-1)
+        action = torch.searchsorted(cdf, noise.to(cdf.device).unsqueeze(-1), right=True)
+        action = action.squeeze(-1)
         return action.clamp(max=logp.shape[-1] - 1)
 
     def mode(self, params: DistParams) -> Tensor:

@@ -38,9 +38,13 @@ class ValueFunction(nn.Module):
     @torch.no_grad()
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """V for an array of observations of any leading shape."""
-        x = torch.as_tensor(obs, dtype=torch.float32)
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         lead = x.shape[:-1]
-        return self(x.reshape(-1, x.shape[-1])).reshape(lead).double().numpy()
+        return self(x.reshape(-1, x.shape[-1])).reshape(lead).double().cpu().numpy()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
 
     def fit(
         self, obs: Tensor, targets: Tensor, epochs: int, minibatch: int, generator: torch.Generator

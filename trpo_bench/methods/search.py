@@ -328,7 +328,9 @@ class SearchProblem:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         self.budget = search_budget(cfg)
-        learner = build_learner(cfg)  # the same envs and policy init as the gradient methods
+        # The same envs and policy init as the gradient methods; on the CPU whatever `device`
+        # says (the search's batched candidate evaluation is numpy and small torch passes).
+        learner = build_learner(cfg, torch.device("cpu"))
         self.envs, self.policy = learner.envs, learner.policy
         self.evaluator = CandidateEvaluator(
             self.envs, self.policy, keep_visited=self.policy.obs_norm is not None

@@ -97,9 +97,9 @@ def policy_actor(
     @torch.no_grad()
     def act(obs: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(obs) if obs.dtype == np.uint8 else torch.from_numpy(obs).float()
-        dist = policy.dist_params(x)
+        dist = policy.dist_params(x.to(policy.device))
         action = policy.mode(dist) if deterministic else policy.sample(dist, generator)
-        return action.numpy()
+        return action.cpu().numpy()
 
     return act
 

@@ -14,12 +14,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from trpo_bench.config import TrainConfig
+from trpo_bench.config import ConfigError, TrainConfig
 from trpo_bench.core.policies import Policy, make_policy
 from trpo_bench.core.value import ValueFunction
 from trpo_bench.envs.registry import EnvVector, env_options, make_env
 
-__all__ = ["Learner", "build_learner", "load_policy", "policy_artifact"]
+__all__ = ["Learner", "build_learner", "load_policy", "policy_artifact", "resolve_device"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device of the ``device`` config key: ``cpu``; ``cuda`` (a ConfigError,
+    before any work starts, when torch sees no GPU); ``auto`` (cuda if torch sees one)."""
+    if name == "cpu":
+        return torch.device("cpu")
+    if name not in ("cuda", "auto"):
+        raise ConfigError(f"device {name!r} is not one of cpu, cuda, auto")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if name == "auto":
+        return torch.device("cpu")
+    raise ConfigError(
+        f"device 'cuda' asked for, but this torch ({torch.__version__}) sees no CUDA GPU "
+        "(allowed here: cpu, auto)"
+    )
 
 
 @dataclass
@@ -31,8 +48,11 @@ class Learner:
     value_fn: ValueFunction | None
 
 
-def build_learner(cfg: TrainConfig) -> Learner:
-    """Envs, policy and value function, initialised from ``cfg.seed`` alone."""
+def build_learner(cfg: TrainConfig, device: torch.device | None = None) -> Learner:
+    """Envs, policy and value function, initialised from ``cfg.seed`` alone (on the CPU, so
+    every device starts from the same weights), then moved to ``device`` (default: the
+    ``device`` key's). The envs always step on the CPU."""
+    device = resolve_device(cfg.device) if device is None else device
     envs = EnvVector(cfg.env, cfg.num_envs, env_options(cfg))
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
@@ -49,6 +69,10 @@ def build_learner(cfg: TrainConfig) -> Learner:
             value_fn = ValueFunction(
                 obs_dim, cfg.vf_hidden_sizes, cfg.vf_learning_rate, cfg.normalize_observations
             )
+    if device.type != "cpu":  # on the CPU, the very same tensors as before the option existed
+        policy.to(device)
+        if value_fn is not None:
+            value_fn.to(device)  # in place: its Adam keeps the same parameters
     return Learner(envs, policy, value_fn)
 
 
@@ -66,7 +90,7 @@ def policy_artifact(cfg: TrainConfig, policy: Policy) -> dict[str, Any]:
 
 def load_policy(path: Path) -> Policy:
     """Rebuild a policy saved by a run (``policy.pt``)."""
-    data = torch.load(path, weights_only=False)
+    data = torch.load(path, map_location="cpu", weights_only=False)
     env = make_env(data["env"], data.get("env_options"))
     policy = make_policy(
         env.observation_space,

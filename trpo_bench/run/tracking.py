@@ -66,6 +66,7 @@ NOT_IDENTITY_KEYS = (
     "mlflow_uri",
     "experiment",
     "torch_threads",
+    "device",
     "checkpoint_every",
     "iterations",
 )
@@ -875,7 +876,7 @@ def load_checkpoint(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False)
         theirs, rows = state["config"], state["rows"]
     except Exception as e:  # empty, truncated, not a checkpoint
         raise ConfigError(

@@ -74,7 +74,7 @@ class Rollout:
         for t in self.dist:
             if t.dim() > 1:
                 t = t.reshape(-1, *t.shape[2:])
-                t = t if valid is None else t[valid]
+                t = t if valid is None else t[valid.to(t.device)]
             flat.append(t)
         return tuple(flat)
 
@@ -130,13 +130,14 @@ def collect_paths(
     dist_buf: list[Tensor] = []
 
     obs = envs.reset(env_seeds)
+    device = policy.device  # the envs step on the CPU; the policy runs where its weights are
     with torch.no_grad():
         for t in range(horizon):
             n = min(n_envs, steps - t * n_envs)
             if before_step is not None:
                 before_step(n)
             obs_buf[t, :n] = obs[:n]
-            dist = policy.dist_params(torch.from_numpy(obs_buf[t, :n]))
+            dist = policy.dist_params(torch.from_numpy(obs_buf[t, :n]).to(device))
             if pixels:  # kept for the objective (sample_single_path); cheap next to a frame
                 if not dist_buf:  # per-state parameters get [T, N, ...] buffers; others a copy
                     dist_buf = [
@@ -146,7 +147,7 @@ def collect_paths(
                 for buf, p in zip(dist_buf, dist, strict=True):
                     if p.dim() > 1:
                         buf[t, :n] = p
-            action = policy.sample(dist, generator).numpy()
+            action = policy.sample(dist, generator).cpu().numpy()
             act_buf[t, :n] = action
             result = envs.step(action, n)
             rewards[t, :n] = np.sign(result.reward) if clip_rewards else result.reward
@@ -300,15 +301,16 @@ def sample_single_path(
     )
     adv, targets = estimate_advantages(rollout, cfg, value_fn)
     flat = rollout.flat
-    obs = torch.from_numpy(flat(rollout.obs))
-    actions = torch.from_numpy(flat(rollout.actions))
+    device = policy.device
+    obs = torch.from_numpy(flat(rollout.obs)).to(device)
+    actions = torch.from_numpy(flat(rollout.actions)).to(device)
     adv_flat = flat(adv)
     extra: dict[str, float] = {"advantage_mean": float(adv_flat.mean())}
     if cfg.normalize_advantages:
         adv_flat = standardize(adv_flat)
     target_t = None
     if value_fn is not None:
-        target_t = torch.as_tensor(flat(targets), dtype=torch.float32)
+        target_t = torch.as_tensor(flat(targets), dtype=torch.float32, device=device)
         extra["value_loss"] = value_fn.fit(
             obs, target_t, cfg.vf_epochs, cfg.vf_minibatch, generator
         )
@@ -320,7 +322,7 @@ def sample_single_path(
         policy,
         obs,
         actions,
-        torch.as_tensor(adv_flat, dtype=torch.float32),
+        torch.as_tensor(adv_flat, dtype=torch.float32, device=device),
         cfg.batch_chunk,
         old_dist=None if rollout.dist is None else rollout.flat_dist(),
     )

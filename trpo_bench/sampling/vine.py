@@ -199,7 +199,8 @@ def run_branches(
                 obs = torch.from_numpy(obs if obs.dtype == np.uint8 else obs.astype(np.float32))
                 assert slot_noise is not None
                 noise = slot_noise[torch.from_numpy(later), torch.from_numpy(slot_t[later] - 1)]
-                actions[~first] = policy.sample_from_noise(policy.dist_params(obs), noise).numpy()
+                dist = policy.dist_params(obs.to(policy.device))
+                actions[~first] = policy.sample_from_noise(dist, noise).cpu().numpy()
             result = pool.step_subset(actions, active)
             reward = np.sign(result.reward) if clip_rewards else result.reward  # Atari option
             slot_q[active] += slot_disc[active] * reward
@@ -246,7 +247,9 @@ class VineObjective(Objective):
                 self.logp_q = self._log_prob(policy, self.old_dist)
             elif proposal == "uniform":
                 assert num_actions is not None
-                self.logp_q = torch.full(q_values.shape, -math.log(num_actions))
+                self.logp_q = torch.full(
+                    q_values.shape, -math.log(num_actions), device=q_values.device
+                )
 
     def _log_prob(self, policy: Policy, dist: DistParams) -> Tensor:
         """``log pi(a_nk | s_n)``, ``[N, K]``: each state's parameters repeated over its K."""
@@ -315,6 +318,7 @@ def sample_vine(
     )
     mask = rollout.valid.reshape(-1)
     trunk_obs = torch.from_numpy(rollout.obs.reshape(-1, *rollout.obs.shape[2:])[mask])
+    trunk_obs = trunk_obs.to(policy.device)
 
     # 2-3. The rollout set in a random order, each state's actions and noise drawn when the
     # state is started (so the draws come in the same order however branches are batched).
@@ -334,7 +338,8 @@ def sample_vine(
                 actions = actions.numpy()
             else:
                 dist = select_states(trunk_dist, index)
-                actions = policy.sample_from_noise(dist, policy.noise((k,), generator)).numpy()
+                noise = policy.noise((k,), generator)
+                actions = policy.sample_from_noise(dist, noise).cpu().numpy()
             chosen.append(index)
             chosen_actions.append(actions)
             yield BranchSpec(snaps[index], actions, policy.noise((h - 1,), generator))
@@ -360,8 +365,8 @@ def sample_vine(
     objective = VineObjective(
         policy,
         trunk_obs[chosen],
-        torch.from_numpy(np.stack(chosen_actions)),
-        torch.as_tensor(q, dtype=torch.float32),
+        torch.from_numpy(np.stack(chosen_actions)).to(policy.device),
+        torch.as_tensor(q, dtype=torch.float32, device=policy.device),
         plan.proposal,
         int(envs.action_space.n) if envs.discrete else None,
     )

@@ -32,6 +32,8 @@ rule train:
     resources:
         mem_mb=lambda wildcards: train_resources(wildcards)["mem_mb"],
         runtime=lambda wildcards: job_limit_minutes(config, run_of(wildcards).env),
+        # GPUs (0 unless the grid's resources entry asks): the SLURM plugin passes them on
+        gpu=lambda wildcards: train_resources(wildcards)["gpu"],
     params:
         command=lambda wildcards, output, threads: train_command(wildcards, output, threads),
     shell:
