@@ -36,6 +36,9 @@ class RunningNorm(nn.Module):
         self.register_buffer("var", torch.ones(dim, dtype=torch.float64))
         self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
         self.clip = clip
+        # (mean, std) in the input's dtype, and what they were computed from: the statistics
+        # change once per iteration, while a PPO update reads them in hundreds of minibatches.
+        self._scaled: tuple[tuple, Tensor, Tensor] | None = None
 
     @torch.no_grad()
     def update(self, x: Tensor) -> None:
@@ -51,8 +54,16 @@ class RunningNorm(nn.Module):
         self.count = total
 
     def forward(self, x: Tensor) -> Tensor:
-        z = (x - self.mean.to(x.dtype)) / torch.sqrt(self.var.to(x.dtype) + 1e-8)
-        return z.clamp(-self.clip, self.clip)
+        # The very operations of (x - mean) / sqrt(var + 1e-8), their constant part reused
+        # until the buffers change (an update, a load_state_dict, a move to another device).
+        key = (id(self.mean), self.mean._version, id(self.var), self.var._version, x.dtype)
+        if self._scaled is None or self._scaled[0] != key:
+            with torch.no_grad():
+                mean = self.mean.to(x.dtype)
+                std = torch.sqrt(self.var.to(x.dtype) + 1e-8)
+            self._scaled = (key, mean, std)
+        _, mean, std = self._scaled
+        return ((x - mean) / std).clamp(-self.clip, self.clip)
 
 
 def mlp(sizes: Sequence[int], out_scale: float = 1.0) -> nn.Sequential:
