@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from trpo_bench.analysis.status import run_status
 from trpo_bench.config import FIELDS, ConfigError, parse_overrides, read_yaml_file
 from trpo_bench.envs.registry import ENV_SPECS
 from trpo_bench.methods.registry import METHODS
@@ -228,11 +229,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{e.id:20s} {e.summary}")
             return 0
         if args.command == "status":
-            from trpo_bench.analysis.status import run_status
-
             return run_status(args)
         cfg = resolve_train_config(args)
         resolve_device(cfg.device)  # `cuda` on a machine without a GPU fails here, before work
+        if args.time_limit is not None and not args.time_limit >= 0:
+            raise ConfigError(
+                f"--time-limit {args.time_limit:g} is not allowed: give minutes >= 0 (0: no limit)"
+            )
         if args.print_config:
             import yaml
 
@@ -243,10 +246,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.out)
         check_writable(out)
         warn_threads(cfg.torch_threads)
-        if args.time_limit is not None and not args.time_limit >= 0:
-            raise ConfigError(
-                f"--time-limit {args.time_limit:g} is not allowed: give minutes >= 0 (0: no limit)"
-            )
     except ConfigError as e:
         print(f"trpo-bench: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
