@@ -199,25 +199,25 @@ def _resource_entry(cfg: Mapping[str, Any], env: str, family: str) -> Mapping[st
     return res.get(env) or res.get(family)
 
 
-def check_runs(cfg: Mapping[str, Any], runs: Sequence[Run]) -> None:
-    """Resolve each run's full training config once per (env, variant), as ``trpo-bench train``
-    will: a bad value (type, range) raises a ConfigError naming the run."""
+def run_config(run: Run, preset: str):  # -> trpo_bench.config.TrainConfig
+    """The full training config of one run of the grid, as ``trpo-bench train`` will resolve
+    it; a bad value (type, range) raises a ConfigError naming the run."""
     from trpo_bench.resolve import build_config  # torch: see the imports
 
+    layers = [("the grid's overrides and sweeps", dict(run.settings))]
+    try:
+        return build_config(run.env, run.method, layers=layers, preset=preset)
+    except ConfigError as e:
+        raise ConfigError(f"run {run.env}/{run.variant}: {e}") from None
+
+
+def check_runs(cfg: Mapping[str, Any], runs: Sequence[Run]) -> None:
+    """Resolve each run's full training config once per (env, variant) (:func:`run_config`)."""
     seen = set()
     for run in runs:
-        if (run.env, run.variant) in seen:
-            continue
-        seen.add((run.env, run.variant))
-        try:
-            build_config(
-                run.env,
-                run.method,
-                layers=[("the grid's overrides and sweeps", dict(run.settings))],
-                preset=cfg["preset"],
-            )
-        except ConfigError as e:
-            raise ConfigError(f"run {run.env}/{run.variant}: {e}") from None
+        if (run.env, run.variant) not in seen:
+            seen.add((run.env, run.variant))
+            run_config(run, cfg["preset"])
 
 
 def checked_runs(cfg: Mapping[str, Any]) -> list[Run]:

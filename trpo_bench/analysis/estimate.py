@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from trpo_bench.grid import Run, resources_for
+from trpo_bench.grid import Run, resources_for, run_config
 
 RATES_FILE = "presets/rates.yaml"
 # What one cluster job spends before its run trains (Snakemake's job start, imports, the MLflow
@@ -232,10 +232,7 @@ def segment_line(cfg: Mapping[str, Any], plan: SegmentPlan) -> str | None:
 
 def run_budget(run: Run, preset: str) -> int:
     """Env steps of one run: iterations x steps_per_iter of its resolved training config."""
-    from trpo_bench.resolve import build_config  # imports the registries (and torch)
-
-    layers = [("the grid's overrides and sweeps", dict(run.settings))]
-    cfg = build_config(run.env, run.method, layers=layers, preset=preset)
+    cfg = run_config(run, preset)
     return int(cfg.iterations) * int(cfg.steps_per_iter)
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from trpo_bench.config import ConfigError
-from trpo_bench.grid import env_slug
+from trpo_bench.grid import env_slug, expand_grid, run_config
 from trpo_bench.run.files import CHECKPOINT_FILE, LOCK_FILE, PROGRESS_FILE, SUMMARY_FILE
 from trpo_bench.run.pace import (
     format_duration,
@@ -476,9 +476,6 @@ def load_grid_config(configfiles: Sequence[str | Path], base: Path | None = None
 def planned_runs(cfg: Mapping[str, Any]) -> list[PlannedRun]:
     """The grid's runs with their resolved iterations and steps per iteration (resolving a
     config imports the method registry, hence torch)."""
-    from trpo_bench.grid import expand_grid
-    from trpo_bench.resolve import build_config
-
     for key in ("envs", "methods", "seeds", "preset"):
         if key not in cfg:
             raise ConfigError(f"the grid config has no {key!r} (is it a grid file of config/?)")
@@ -487,15 +484,7 @@ def planned_runs(cfg: Mapping[str, Any]) -> list[PlannedRun]:
     for run in expand_grid(cfg):
         key = (run.env, run.variant)
         if key not in resolved:
-            try:
-                c = build_config(
-                    run.env,
-                    run.method,
-                    layers=[("the grid's overrides and sweeps", dict(run.settings))],
-                    preset=cfg["preset"],
-                )
-            except ConfigError as e:
-                raise ConfigError(f"run {run.env}/{run.variant}: {e}") from None
+            c = run_config(run, cfg["preset"])
             resolved[key] = (int(c.iterations), int(c.steps_per_iter))
         iterations, steps = resolved[key]
         plans.append(PlannedRun(run.env, run.variant, run.seed, iterations, steps))
