@@ -137,6 +137,15 @@ def test_expand_grid_applies_exclusions_overrides_and_sweeps():
     assert variant_name("m", [("a", 1e-3), ("b", True)]) == "m@a=0.001,b=true"
 
 
+def test_a_grid_value_reads_back_unchanged_on_the_command_line():
+    from trpo_bench.grid import _yaml_scalar
+
+    values = [7, -2, True, False, 0.3, 1e-5, 3.0, float("inf"), None, [64, 64], [], "yes", "a b"]
+    for value in values * 2:  # the second time from the dump cache
+        assert parse_overrides([f"k={_yaml_scalar(value)}"]) == {"k": value}, value
+    assert _yaml_scalar(True) == "true" and _yaml_scalar("yes") == "'yes'"
+
+
 def test_train_argv_round_trips_through_the_cli_parser():
     run = expand_grid(GRID)[-1]
     argv = train_argv(run, GRID, "out/dir", "sqlite:////tmp/m.db", threads=3)
