@@ -282,9 +282,6 @@ class SinglePathObjective(Objective):
         return total, torch.cat(kls)
 
 
-SampleResult = Batch  # the sampler's result: trpo_bench.api.Batch (its older name)
-
-
 def sample_single_path(
     envs: EnvVector,
     policy: Policy,

@@ -50,14 +50,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from trpo_bench.api import Objective
+from trpo_bench.api import Batch, Objective
 from trpo_bench.config import ConfigError, TrainConfig
 from trpo_bench.core.estimators import enumerated_surrogate, self_normalized_surrogate, standardize
 from trpo_bench.core.policies import DistParams, Policy, select_states
 from trpo_bench.core.value import ValueFunction
 from trpo_bench.envs.registry import EnvVector
 from trpo_bench.envs.restore import EnvSnapshot, restore, snapshot
-from trpo_bench.sampling.single_path import SampleResult, collect_paths, iteration_seeds
+from trpo_bench.sampling.single_path import collect_paths, iteration_seeds
 
 
 @dataclass(frozen=True)
@@ -296,7 +296,7 @@ def sample_vine(
     iteration: int,
     value_fn: ValueFunction | None,
     generator: torch.Generator,
-) -> SampleResult:
+) -> Batch:
     """Vine (sec. 5.2): trunks, rollout set, K branches per state with common random numbers,
     and the eq. 15 / 16 surrogate. ``env_steps`` counts trunks and branches (module docstring).
     """
@@ -379,7 +379,7 @@ def sample_vine(
         "q_hat_mean": float(q_hat.mean()),
         "q_hat_spread": float(q_hat.std(axis=1).mean()),  # across a state's actions
     }
-    return SampleResult(
+    return Batch(
         objective,
         rollout.env_steps + branches.steps,
         rollout.episode_returns,
