@@ -92,6 +92,28 @@ def test_evaluator_matches_plain_rollouts(env_id, hidden, horizon):
     assert len(set(result.lengths.ravel().tolist())) > 1  # the vectors really differ
 
 
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "Swimmer-v5"])
+def test_candidates_score_the_same_through_the_mujoco_stepper_as_through_gymnasium(env_id):
+    # The stepper takes the candidates' float32 actions as gymnasium does (its control cost in
+    # float32): every return must be equal to the last bit, every episode as long. Hopper's
+    # episodes end by falling (terminations), the horizon cuts the others.
+    results = []
+    for vector_env in (True, False):
+        envs = EnvVector(env_id, 3, {"mujoco_vector": vector_env})
+        assert (envs.mujoco_stepper is not None) == vector_env
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            policy = make_policy(envs.observation_space, envs.action_space, [8])
+        evaluator = CandidateEvaluator(envs, policy)
+        vectors = torch.randn(5, evaluator.dim, generator=torch.Generator().manual_seed(2))
+        results.append(evaluator.evaluate(vectors, [3, 4], horizon=120))
+        envs.close()
+    fast, slow = results
+    np.testing.assert_array_equal(fast.lengths, slow.lengths)
+    np.testing.assert_array_equal(fast.returns, slow.returns)
+    assert len(set(fast.lengths.ravel().tolist())) > 1 or env_id == "Swimmer-v5"
+
+
 def test_batched_actions_match_the_policy_and_the_vmap_fallback():
     envs = EnvVector("Hopper-v5", 5)
     policy = make_policy(envs.observation_space, envs.action_space, [16, 16])

@@ -142,6 +142,12 @@ class EnvVector:
     def num_envs(self) -> int:
         return len(self.envs)
 
+    @property
+    def mujoco_stepper(self) -> MujocoStepper | None:
+        """The vector stepper of these envs (None: gymnasium's step), for loops of their own
+        that step envs one by one (the derivative-free search's candidate evaluation)."""
+        return self._mujoco
+
     def reset(self, seeds: Sequence[int]) -> np.ndarray:
         """Reset every env with its own seed; later resets continue each env's own RNG."""
         for i, (env, s) in enumerate(zip(self.envs, seeds, strict=True)):

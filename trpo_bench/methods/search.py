@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -176,6 +176,9 @@ class CandidateEvaluator:
 
     def __init__(self, envs: EnvVector, policy: Policy, keep_visited: bool = False) -> None:
         self.envs, self.policy, self.keep_visited = envs.envs, policy, keep_visited
+        # MuJoCo tasks step through the vector stepper: gymnasium's rewards, terminations and
+        # observations bit for bit, with the actions' float32 kept (trpo_bench.envs.mujoco_vector)
+        self.stepper = envs.mujoco_stepper
         self.discrete = envs.discrete
         self.head = policy_head(policy)
         self.names = [name for name, _ in self.head.named_parameters()]
@@ -241,6 +244,21 @@ class CandidateEvaluator:
 
         return torch.func.vmap(one)(params, x)
 
+    def _step(
+        self, actions: np.ndarray, active: list[int]
+    ) -> Iterator[tuple[int, np.ndarray, float, bool, bool]]:
+        """Step the ``active`` envs with their actions: (slot, observation, reward, terminated,
+        truncated) for each, as gymnasium's ``step`` gives them."""
+        if self.stepper is None:
+            for slot in active:
+                obs, reward, terminated, truncated, _ = self.envs[slot].step(actions[slot])
+                yield slot, obs, reward, terminated, truncated
+            return
+        obs = np.empty((len(active), *self.obs.shape[1:]))
+        reward, terminated, truncated = self.stepper.step(actions[active], active, obs)
+        for j, slot in enumerate(active):
+            yield slot, obs[j], float(reward[j]), bool(terminated[j]), bool(truncated[j])
+
     def evaluate(self, vectors: Tensor, seeds: Sequence[int], horizon: int) -> Evaluation:
         """Run each of the ``[K, D]`` parameter vectors on one episode per seed, cut at
         ``horizon`` steps (or ended by the env). Episodes are independent of which env runs
@@ -273,8 +291,7 @@ class CandidateEvaluator:
                 visited.append(self.obs[active].copy())
             actions = self.actions()
             running = []
-            for slot in active:
-                obs, reward, terminated, truncated, _ = self.envs[slot].step(actions[slot])
+            for slot, obs, reward, terminated, truncated in self._step(actions, active):
                 ret[slot] += reward
                 length[slot] += 1
                 if terminated or truncated or length[slot] >= horizon:
