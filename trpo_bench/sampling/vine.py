@@ -323,8 +323,10 @@ def sample_vine(
     # 2-3. The rollout set in a random order, each state's actions and noise drawn when the
     # state is started (so the draws come in the same order however branches are batched).
     order = torch.randperm(len(snaps), generator=generator).tolist()
-    with torch.no_grad():
-        trunk_dist = policy.dist_params(trunk_obs)
+    trunk_dist: DistParams | None = None
+    if plan.proposal == "pi_old":  # the others draw no action from the policy
+        with torch.no_grad():
+            trunk_dist = policy.dist_params(trunk_obs)
     all_actions = np.arange(k) if plan.proposal == "enumerated" else None
     chosen: list[int] = []
     chosen_actions: list[np.ndarray] = []
@@ -337,6 +339,7 @@ def sample_vine(
                 actions = torch.randint(int(envs.action_space.n), (k,), generator=generator)
                 actions = actions.numpy()
             else:
+                assert trunk_dist is not None
                 dist = select_states(trunk_dist, index)
                 noise = policy.noise((k,), generator)
                 actions = policy.sample_from_noise(dist, noise).cpu().numpy()
