@@ -261,6 +261,11 @@ class TrainConfig:
     vf_learning_rate: float = _f(1e-3, "Value network Adam step size.", min_exclusive=0.0)
     vf_epochs: int = _f(10, "Value network epochs per iteration.", min=1)
     vf_minibatch: int = _f(128, "Value network minibatch size.", min=1)
+    vf_fused_adam: bool = _f(
+        False,
+        "Value network Adam through torch's fused kernel (the same update up to float "
+        "rounding; faster for many small minibatches: ppo's preset turns it on).",
+    )
 
     # Policy.
     hidden_sizes: list[int] = _f(

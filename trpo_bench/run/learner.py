@@ -67,7 +67,11 @@ def build_learner(cfg: TrainConfig, device: torch.device | None = None) -> Learn
         if cfg.baseline == "value":
             obs_dim = int(np.prod(envs.observation_space.shape))
             value_fn = ValueFunction(
-                obs_dim, cfg.vf_hidden_sizes, cfg.vf_learning_rate, cfg.normalize_observations
+                obs_dim,
+                cfg.vf_hidden_sizes,
+                cfg.vf_learning_rate,
+                cfg.normalize_observations,
+                fused_adam=cfg.vf_fused_adam,
             )
     if device.type != "cpu":  # on the CPU, the very same tensors as before the option existed
         policy.to(device)
