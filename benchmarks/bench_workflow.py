@@ -20,7 +20,9 @@ CPU time, not wall time, is measured for the rates: steadier on a machine that o
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -32,9 +34,16 @@ import pandas as pd
 import yaml
 from snakemake.utils import update_config
 
-from trpo_bench.grid import expand_grid
-from trpo_bench.resolve import build_config
-from trpo_bench.run.trainer import train
+from trpo_bench.analysis.estimate import evaluations
+from trpo_bench.envs.registry import ENV_SPECS
+from trpo_bench.grid import Run, expand_grid, run_config
+
+CLASSIC = ("CartPole-v1", "InvertedPendulum-v5")
+
+
+def family_of(env: str) -> str:
+    return ENV_SPECS[env].family
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,62 +99,111 @@ def job_overhead() -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) - train_s
 
 
-def measured_rate(env: str, method: str, settings: dict, preset: str, cap: int) -> float:
-    """Env steps per CPU second of training (two iterations of at most ``cap`` steps)."""
-    cfg = build_config(env, method, preset=preset, layers=[("grid", settings)])
-    steps = min(cfg.steps_per_iter, cap)
-    bench = {"iterations": 2, "steps_per_iter": steps, "mlflow": False, "checkpoint_every": 0}
-    cfg = build_config(env, method, preset=preset, layers=[("grid", settings), ("bench", bench)])
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.process_time()
-        summary = train(cfg, Path(tmp) / "run", log=lambda _m: None)
-        cpu = time.process_time() - start
-    return summary["env_steps"] / cpu
+WORKER = Path(__file__).with_name("rate_worker.py")
+
+
+def worker(run: Run, preset: str, cap: int, iterations: int, src: str = "") -> dict:
+    """rate_worker.py's figures for one run of ``iterations`` capped iterations, in a process
+    of its own (the code in ``src`` first on the path, if given)."""
+    env = dict(os.environ, PYTHONPATH=src) if src else None
+    settings = json.dumps(dict(run.settings))
+    cmd = [sys.executable, str(WORKER), run.env, run.method, preset, settings, str(cap)]
+    done = subprocess.run([*cmd, str(iterations)], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measured_rate(
+    run: Run, preset: str, cap: int, src: str = "", iterations: int = 4
+) -> tuple[float, dict]:
+    """Env steps per CPU second of the steady iterations of one run (rate_worker.py: the first
+    and the last iteration left out), and the run's figures (its evaluation cost)."""
+    out = worker(run, preset, cap, iterations, src)
+    return out["steady_steps"] / out["steady_cpu_s"], out
 
 
 def estimate(args: argparse.Namespace) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    cfg = load_grid(args.configfile)
-    runs = expand_grid(cfg)
+    grid = load_grid(args.configfile)
+    runs = expand_grid(grid)
     overhead = job_overhead()
     print(f"fixed cost of one train job (process, imports, MLflow): {overhead:.1f} CPU s")
-    rates: dict[tuple[str, str], float] = {}
+    before = str(Path(args.before).resolve()) if args.before else ""
+    if before:
+        print(f"rates of the code in {before} measured beside this checkout's, pair by pair")
+    measured: dict[tuple[str, str], dict] = {}
     rows = []
     for run in runs:
         key = (run.env, run.method)
-        if key not in rates:
-            cap = (
-                args.cap_classic if run.env in ("CartPole-v1", "InvertedPendulum-v5") else args.cap
-            )
-            rates[key] = measured_rate(run.env, run.method, dict(run.settings), cfg["preset"], cap)
-        full = build_config(run.env, run.method, preset=cfg["preset"],
-                            layers=[("grid", dict(run.settings))])  # fmt: skip
-        total_steps = full.iterations * full.steps_per_iter
-        rows.append(
-            {
-                "env": run.env,
-                "method": run.method,
-                "variant": run.variant,
-                "seed": run.seed,
-                "env_steps": total_steps,
-                "steps_per_cpu_s": rates[key],
-                "job_cpu_s": total_steps / rates[key] + overhead,
-            }
-        )
+        if (args.only and run.env not in args.only) or (
+            args.methods and run.method not in args.methods
+        ):
+            continue
+        if key not in measured:
+            cap = args.cap_classic if run.env in CLASSIC else args.cap
+            m: dict = {}
+            # Alternate which code goes first, so that neither always meets a warmer machine.
+            order = [("after", ""), ("before", before)] if before else [("after", "")]
+            if before and len(measured) % 2:
+                order.reverse()
+            for name, src in order:
+                m[name], first = measured_rate(run, grid["preset"], cap, src, args.iterations)
+                if name == "after":
+                    m["eval_cpu_s"] = first["eval_cpu_s"] or 0.0
+                    m["eval_env_steps"] = first["eval_env_steps"] or 0.0
+            measured[key] = m
+            line = f"  {run.env:20s} {run.method:17s} {m['after']:8,.0f} steps/CPU s"
+            if before:
+                line += f" (before {m['before']:8,.0f}: x{m['after'] / m['before']:.2f})"
+            print(line + f"; one evaluation {m['eval_cpu_s']:.1f} CPU s", flush=True)
+        m = measured[key]
+        full = run_config(run, grid["preset"])
+        steps = full.iterations * full.steps_per_iter
+        row = {
+            "env": run.env,
+            "method": run.method,
+            "variant": run.variant,
+            "seed": run.seed,
+            "env_steps": steps,
+            "steps_per_cpu_s": m["after"],
+            "train_cpu_s": steps / m["after"],
+            "evaluations": evaluations(full.iterations, full.eval_every),
+            "eval_cpu_s": evaluations(full.iterations, full.eval_every) * m["eval_cpu_s"],
+        }
+        if before:
+            row["steps_per_cpu_s_before"] = m["before"]
+            row["train_cpu_s_before"] = steps / m["before"]
+        rows.append(row)
     table = pd.DataFrame(rows)
-    per = table.groupby(["env", "method"], sort=False).agg(
-        jobs=("seed", "size"),
-        env_steps=("env_steps", "first"),
-        steps_per_cpu_s=("steps_per_cpu_s", "first"),
-        job_cpu_s=("job_cpu_s", "first"),
-    )
+    table["job_cpu_s"] = table["train_cpu_s"] + table["eval_cpu_s"] + overhead
+    cols = ["jobs", "env_steps", "steps_per_cpu_s", "train_cpu_s", "eval_cpu_s"]
+    per = table.assign(jobs=1).groupby(["env", "method"], sort=False)
+    per = per.agg({c: "sum" if c == "jobs" else "first" for c in cols})
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print(per.round(1).to_string())
+    fam = table["env"].map(family_of)
+    hours = lambda s: f"{s / 3600:,.0f}"  # noqa: E731
     total = table["job_cpu_s"].sum()
     print(f"grid {grid_name(args.configfile)}: {len(table)} train jobs")
-    print(f"  estimated CPU time of the train jobs: {total:,.0f} s = {total / 3600:,.1f} CPU-hours")
+    print(
+        f"  estimated CPU time of the train jobs: {total:,.0f} s = {total / 3600:,.1f} CPU-hours"
+        f" (training {hours(table['train_cpu_s'].sum())}, evaluation protocol "
+        f"{hours(table['eval_cpu_s'].sum())}, job start {hours(overhead * len(table))})"
+    )
+    for family, part in table.groupby(fam, sort=False):
+        print(
+            f"    {family}: training {hours(part['train_cpu_s'].sum())}, evaluation "
+            f"{hours(part['eval_cpu_s'].sum())} CPU-hours"
+        )
+    if before:
+        old, new = table["train_cpu_s_before"].sum(), table["train_cpu_s"].sum()
+        print(
+            f"  training CPU-hours, the same budgets: before {hours(old)}, after {hours(new)} "
+            f"({100 * (new / old - 1):+.1f}%)"
+        )
+        for family, part in table.groupby(fam, sort=False):
+            o, n = part["train_cpu_s_before"].sum(), part["train_cpu_s"].sum()
+            print(f"    {family}: before {hours(o)}, after {hours(n)} ({100 * (n / o - 1):+.1f}%)")
     if args.cores:
         longest = table["job_cpu_s"].max()
         wall = max(total / args.cores, longest)
@@ -157,10 +215,12 @@ def estimate(args: argparse.Namespace) -> None:
         table.to_csv(args.csv, index=False)
     if args.rates_out:
         envs: dict[str, dict[str, int]] = {}
-        for (env, method), rate in rates.items():
-            envs.setdefault(env, {})[method] = round(rate)
-        text = yaml.safe_dump({"fixed_cost_s": round(overhead, 1), "envs": envs}, sort_keys=False)
-        Path(args.rates_out).write_text(text)
+        evals: dict[str, float] = {}
+        for (env, method), m in measured.items():
+            envs.setdefault(env, {})[method] = round(m["after"])
+            evals[env] = max(evals.get(env, 0.0), round(m["eval_cpu_s"], 1))
+        data = {"fixed_cost_s": round(overhead, 1), "envs": envs, "evaluation_cpu_s": evals}
+        Path(args.rates_out).write_text(yaml.safe_dump(data, sort_keys=False))
         print(f"  rates written to {args.rates_out} (trpo_bench/presets/rates.yaml's layout)")
 
 
@@ -178,6 +238,20 @@ def main() -> None:
     e.add_argument("--cap-classic", type=int, default=10_000, help="the same, cheap envs")
     e.add_argument("--csv", default="", help="write the per-job estimates here")
     e.add_argument("--rates-out", default="", help="write the measured rates here (YAML)")
+    e.add_argument(
+        "--before",
+        default="",
+        help="a checkout of earlier code (e.g. `git archive REV | tar -x -C DIR`): its rates "
+        "are measured too, pair by pair beside this checkout's, for a before/after comparison",
+    )
+    e.add_argument("--only", nargs="*", default=[], help="measure only these envs")
+    e.add_argument("--methods", nargs="*", default=[], help="measure only these methods")
+    e.add_argument(
+        "--iterations",
+        type=int,
+        default=4,
+        help="iterations per measured run (first and last left out)",
+    )
     args = ap.parse_args()
     {"run": run_grid, "estimate": estimate}[args.command](args)
 

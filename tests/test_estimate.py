@@ -8,7 +8,9 @@ import pytest
 
 from trpo_bench.analysis.estimate import (
     Rates,
+    RunWork,
     estimate_grid,
+    evaluations,
     load_rates,
     schedule_wall_s,
     summary_lines,
@@ -33,9 +35,13 @@ FAMILIES = {"Hopper-v5": "mujoco", "Walker2d-v5": "mujoco"}
 BUDGETS = {"Hopper-v5": 10 * 26_950, "Walker2d-v5": 10 * 6_975}  # iterations x steps_per_iter
 
 
-def estimate(cfg=GRID):
+def estimate(cfg=GRID, rates=RATES, evals=0):
     return estimate_grid(
-        cfg, expand_grid(cfg), RATES, budget=lambda run: BUDGETS[run.env], families=FAMILIES
+        cfg,
+        expand_grid(cfg),
+        rates,
+        budget=lambda run: RunWork(BUDGETS[run.env], evals),
+        families=FAMILIES,
     )
 
 
@@ -74,6 +80,17 @@ def test_a_long_grid_says_it_is_the_full_comparison_and_names_the_quick_look():
     assert "with 16 jobs at once: about 45 min" in line
 
 
+def test_each_evaluation_adds_the_envs_measured_cost_else_its_familys():
+    rates = Rates(5.0, RATES.envs, RATES.families, {"Hopper-v5": 30.0, "mujoco": 12.0})
+    hopper, walker = estimate(rates=rates, evals=3).jobs
+    assert hopper.cpu_s == pytest.approx(269_500 / 100 + 3 * 30.0 + 5)
+    assert walker.cpu_s == pytest.approx(69_750 / 50 + 3 * 12.0 + 5)  # the family's figure
+    assert RATES.evaluation("Hopper-v5", "mujoco") == 0.0  # none measured: none counted
+    # every eval_every iterations and after the last (trpo_bench.run.evaluation.is_due)
+    assert [evaluations(n, 5) for n in (1, 5, 6, 500)] == [1, 1, 2, 100]
+    assert evaluations(7, 0) == 1
+
+
 def test_rates_fall_back_from_the_pair_to_the_family_method_to_the_family_default():
     rates = Rates(1.0, {"A": {"m": 10.0}}, {"f": {"m": 20.0, "default": 30.0}})
     assert rates.rate("A", "m", "f") == 10.0
@@ -96,10 +113,16 @@ def test_shipped_rates_cover_every_env_family_and_the_estimate_resolves_real_bud
     assert 4 < rates.fixed_cost_s < 10
     for spec in ENV_SPECS.values():
         assert "default" in rates.families[spec.family], spec.family
-    # The real budget: the quick preset's Hopper (iterations x steps_per_iter of build_config).
-    cfg = {**GRID, "overrides": [{"set": {"iterations": 3, "steps_per_iter": 1000}}]}
+    # The real budget: the quick preset's Hopper (iterations x steps_per_iter of build_config),
+    # and its evaluations (eval_every 2: after iterations 2 and 3) at the shipped figure.
+    over = {"iterations": 3, "steps_per_iter": 1000, "eval_every": 2}
+    cfg = {**GRID, "overrides": [{"set": over}]}
     est = estimate_grid(cfg, expand_grid(cfg), rates)
     assert [j.env_steps for j in est.jobs] == [3000, 3000]
+    hopper = est.jobs[0]
+    expected = 3000 / hopper.rate + 2 * rates.evaluation("Hopper-v5", "mujoco")
+    assert hopper.cpu_s == pytest.approx(expected + rates.fixed_cost_s)
+    assert rates.evaluation("Hopper-v5", "mujoco") > 0
 
 
 def test_importing_the_estimate_does_not_import_torch():

@@ -1,12 +1,14 @@
 """How long a grid will take, estimated from measured training rates, before it runs.
 
-A training job costs ``iterations x steps_per_iter / rate + fixed_cost`` CPU seconds: ``rate``
-is the (env, method)'s training speed in env steps per CPU second and ``fixed_cost`` what every
-job pays beside its training loop (interpreter start, imports, the MLflow run). Both are
-measured, never guessed: ``trpo_bench/presets/rates.yaml`` holds them, with how and where they
-were measured (``python benchmarks/bench_workflow.py estimate`` measures them again). A pair
-the table does not list falls back to its env family's rate for that method, then to the
-family's ``default``.
+A training job costs ``iterations x steps_per_iter / rate + evaluations x evaluation +
+fixed_cost`` CPU seconds: ``rate`` is the (env, method)'s training speed in env steps per CPU
+second, ``evaluation`` the CPU seconds of one run of the evaluation protocol on the env (every
+``eval_every`` iterations and after the last), and ``fixed_cost`` what every job pays beside its
+training loop (interpreter start, imports, the MLflow run). All are measured, never guessed:
+``trpo_bench/presets/rates.yaml`` holds them, with how and where they were measured (``python
+benchmarks/bench_workflow.py estimate`` measures them again). A pair the table does not list
+falls back to its env family's rate for that method, then to the family's ``default``; an env
+without an evaluation figure takes its family's.
 
 The grid's wall time on N cores is worked out by scheduling its jobs longest first, each on as
 many cores as its ``threads`` (at the rate measured on one thread: more threads are not assumed
@@ -28,7 +30,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -44,18 +46,25 @@ JOB_START_S = 20.0
 # A job may run this much longer than estimated before its segment plan falls short (the rates
 # are of this machine; a cluster node may be slower).
 SEGMENT_SAFETY = 1.5
-_BUDGETS: dict[tuple[Any, ...], int] = {}
+_BUDGETS: dict[tuple[Any, ...], RunWork] = {}
 LONG_WALL_S = 2 * 3600  # above this wall time the message says which grid is the quick one
 QUICK_COMMAND = "snakemake --cores all --configfile config/quick.yaml"
 
 
 @dataclass(frozen=True)
 class Rates:
-    """Measured training rates (env steps per CPU second) and the fixed cost of one job."""
+    """Measured training rates (env steps per CPU second), the CPU seconds of one evaluation
+    and the fixed cost of one job."""
 
     fixed_cost_s: float
     envs: Mapping[str, Mapping[str, float]]  # env id -> method -> rate
     families: Mapping[str, Mapping[str, float]]  # family -> method (or "default") -> rate
+    evaluation_s: Mapping[str, float] = field(default_factory=dict)  # env id or family -> s
+
+    def evaluation(self, env: str, family: str) -> float:
+        """CPU seconds of one evaluation on ``env`` (its own figure, else its family's, else
+        0: an evaluation is a small share of a run on every env measured)."""
+        return float(self.evaluation_s.get(env, self.evaluation_s.get(family, 0.0)))
 
     def rate(self, env: str, method: str, family: str) -> float:
         """The (env, method)'s rate, else its family's rate for the method, else the family's
@@ -75,6 +84,7 @@ class Rates:
             fixed_cost_s=float(data["fixed_cost_s"]),
             envs={e: dict(m or {}) for e, m in (data.get("envs") or {}).items()},
             families={f: dict(m or {}) for f, m in (data.get("families") or {}).items()},
+            evaluation_s={k: float(v) for k, v in (data.get("evaluation_cpu_s") or {}).items()},
         )
 
 
@@ -88,12 +98,20 @@ def load_rates(path: str | Path | None = None) -> Rates:
 
 
 @dataclass(frozen=True)
+class RunWork:
+    """What one run does: its env steps and its evaluations."""
+
+    env_steps: int
+    evaluations: int = 0
+
+
+@dataclass(frozen=True)
 class JobEstimate:
     run: Run
     family: str
     env_steps: int
     rate: float  # env steps per CPU second
-    cpu_s: float  # env_steps / rate + the fixed cost
+    cpu_s: float  # env_steps / rate + evaluations x one evaluation + the fixed cost
     threads: int
 
 
@@ -230,21 +248,32 @@ def segment_line(cfg: Mapping[str, Any], plan: SegmentPlan) -> str | None:
     )
 
 
-def run_budget(run: Run, preset: str) -> int:
-    """Env steps of one run: iterations x steps_per_iter of its resolved training config."""
+def evaluations(iterations: int, eval_every: int) -> int:
+    """Evaluations in a run: every ``eval_every`` iterations and after the last
+    (``trpo_bench.run.evaluation.is_due``)."""
+    if eval_every <= 0:
+        return 1
+    return iterations // eval_every + (1 if iterations % eval_every else 0)
+
+
+def run_work(run: Run, preset: str) -> RunWork:
+    """One run's env steps (iterations x steps_per_iter) and evaluations, from its resolved
+    training config."""
     cfg = run_config(run, preset)
-    return int(cfg.iterations) * int(cfg.steps_per_iter)
+    steps = int(cfg.iterations) * int(cfg.steps_per_iter)
+    return RunWork(steps, evaluations(int(cfg.iterations), int(cfg.eval_every)))
 
 
 def estimate_grid(
     cfg: Mapping[str, Any],
     runs: Sequence[Run],
     rates: Rates | None = None,
-    budget: Callable[[Run], int] | None = None,
+    budget: Callable[[Run], RunWork] | None = None,
     families: Mapping[str, str] | None = None,
 ) -> GridEstimate:
-    """Every job's estimated CPU time. ``budget`` (run -> env steps) defaults to the run's
-    resolved config; ``families`` (env id -> family) to the env registry."""
+    """Every job's estimated CPU time. ``budget`` (run -> its env steps and evaluations)
+    defaults to the run's resolved config; ``families`` (env id -> family) to the env
+    registry."""
     rates = rates or load_rates()
     if families is None:
         from trpo_bench.envs.registry import ENV_SPECS
@@ -252,23 +281,25 @@ def estimate_grid(
         families = {e.id: e.family for e in ENV_SPECS.values()}
     if budget is None:
 
-        def budget(run: Run) -> int:
+        def budget(run: Run) -> RunWork:
             # Resolved once per process for each (env, variant, settings): the Snakefile's
             # estimate and the train rule's retries ask for the same runs.
             key = (run.env, run.method, run.settings, cfg["preset"])
             if key not in _BUDGETS:
-                _BUDGETS[key] = run_budget(run, cfg["preset"])
+                _BUDGETS[key] = run_work(run, cfg["preset"])
             return _BUDGETS[key]
 
     jobs = []
     for run in runs:
         family = families[run.env]
-        steps = budget(run)
+        work = budget(run)
         rate = rates.rate(run.env, run.method, family)
-        threads = _threads(cfg, run.env)
-        jobs.append(
-            JobEstimate(run, family, steps, rate, steps / rate + rates.fixed_cost_s, threads)
+        cpu_s = (
+            work.env_steps / rate
+            + work.evaluations * rates.evaluation(run.env, family)
+            + rates.fixed_cost_s
         )
+        jobs.append(JobEstimate(run, family, work.env_steps, rate, cpu_s, _threads(cfg, run.env)))
     return GridEstimate(tuple(jobs))
 
 
