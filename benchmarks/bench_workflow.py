@@ -7,12 +7,15 @@ estimates of a grid's CPU time from per-job rates measured with short runs.
       its jobs' times (Snakemake's benchmark files: every job, process start included), their
       ratio (the parallel speed-up; the core count is the ideal) and the parallel efficiency;
   python benchmarks/bench_workflow.py estimate [--configfile config/quick.yaml] [--cores 2]
-      measures each (env, method) of the grid's training rate (env steps per CPU second, a
-      short run at the grid's own settings: envs, network, batch shape) and the fixed cost of
-      one job (process start, imports, MLflow), then prints per-job estimates and the grid's
-      CPU-hours; with --cores, the wall time that many cores would need at best; with
-      --rates-out FILE, writes the measured rates in the layout of trpo_bench/presets/rates.yaml
-      (the table from which `snakemake` prints its estimate before a grid runs).
+      measures each (env, method) of the grid's training rate (env steps per CPU second of
+      the steady iterations of a short run at the grid's own settings: envs, network, batch
+      shape; benchmarks/rate_worker.py), one evaluation's CPU cost and the fixed cost of one
+      job (process start, imports, MLflow), then prints per-job estimates and the grid's
+      CPU-hours (training, evaluation protocol, job starts); with --cores, the wall time that
+      many cores would need at best; with --rates-out FILE, writes the measured figures in the
+      layout of trpo_bench/presets/rates.yaml (the table from which `snakemake` prints its
+      estimate before a grid runs); with --before DIR, measures the code checked out in DIR
+      too, pair by pair, and prints the training CPU-hours before and after at the same budgets.
 
 CPU time, not wall time, is measured for the rates: steadier on a machine that others share.
 """
