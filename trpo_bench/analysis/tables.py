@@ -606,6 +606,12 @@ def _with_ci(mean: Any, low: Any, high: Any, digits: int = 1) -> str:
     return text
 
 
+def _ci_column(table: pd.DataFrame, figure: str) -> list[str]:
+    """``figure``'s mean with its confidence interval, one cell per row (:func:`_with_ci`)."""
+    columns = (table[f"{figure}_{part}"] for part in ("mean", "ci_low", "ci_high"))
+    return [_with_ci(m, lo, hi) for m, lo, hi in zip(*columns, strict=True)]
+
+
 def display_table(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """The comparison table as shown (Markdown and HTML alike): one text cell per figure, the
     budget as a share of the paper's, the published numbers that compare with ours and, marked,
@@ -624,24 +630,8 @@ def display_table(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame
                 f"{int(d)}/{int(p)}" if p else ""
                 for d, p in zip(table["seeds_done"], table["seeds_planned"], strict=True)
             ],
-            f"final return [{pct} CI]": [
-                _with_ci(m, lo, hi)
-                for m, lo, hi in zip(
-                    table["final_return_mean"],
-                    table["final_return_ci_low"],
-                    table["final_return_ci_high"],
-                    strict=True,
-                )
-            ],
-            f"average return [{pct} CI]": [
-                _with_ci(m, lo, hi)
-                for m, lo, hi in zip(
-                    table["average_return_mean"],
-                    table["average_return_ci_low"],
-                    table["average_return_ci_high"],
-                    strict=True,
-                )
-            ],
+            f"final return [{pct} CI]": _ci_column(table, "final_return"),
+            f"average return [{pct} CI]": _ci_column(table, "average_return"),
             "budget per run": [
                 budget_text(env, v) for env, v in zip(table["env"], table["env_steps"], strict=True)
             ],
