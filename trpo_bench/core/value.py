@@ -26,9 +26,10 @@ class ValueFunction(nn.Module):
         normalize_observations: bool = False,
         fused_adam: bool = False,
     ) -> None:
-        """``fused_adam``: torch's fused Adam kernel (one pass per step instead of a few ops
-        per parameter; the same update up to float rounding), which ``ppo``'s 320 minibatch
-        steps per iteration use; the other methods keep the default implementation."""
+        """``fused_adam`` (config key ``vf_fused_adam``): torch's fused Adam kernel (one pass
+        per step instead of a few ops per parameter; the same update up to float rounding), on
+        in ``ppo``'s preset for its 320 minibatch steps per iteration; the other presets keep
+        the default implementation."""
         super().__init__()
         self.obs_norm = RunningNorm(obs_dim) if normalize_observations else None
         self.net = mlp([obs_dim, *hidden_sizes, 1], out_scale=1.0)
