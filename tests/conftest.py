@@ -1,7 +1,13 @@
 """Shared test settings: one torch thread (reproducible), no MLflow unless a test asks."""
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 import torch
+
+SLURM_SCRIPT = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "slurm_single_node.sh"
 
 
 @pytest.fixture(autouse=True)
@@ -36,3 +42,34 @@ def crash_at(monkeypatch):
         return lambda: monkeypatch.setattr(RunRecorder, "record", original)
 
     return arm
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """A single-node SLURM cluster started by the project's script, stopped afterwards; None
+    (with the reason) where it cannot be set up here."""
+    state = tmp_path_factory.mktemp("slurm")
+    env = {**os.environ, "SLURM_STATE_DIR": str(state)}
+    try:
+        start = subprocess.run(
+            ["bash", str(SLURM_SCRIPT), "start"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        yield None, f"the SLURM script did not finish: {e}"
+        return
+    if start.returncode != 0:
+        yield None, (start.stderr.strip() or start.stdout.strip())
+        return
+    started = [int(p.read_text()) for p in state.glob("*.started.pid")]
+    try:
+        yield {"SLURM_CONF": str(state / "slurm.conf")}, ""
+    finally:
+        subprocess.run(
+            ["bash", str(SLURM_SCRIPT), "stop"], env=env, capture_output=True, timeout=60
+        )
+        # the daemons this fixture started are gone
+        assert started and not [pid for pid in started if Path(f"/proc/{pid}").exists()]

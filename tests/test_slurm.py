@@ -26,7 +26,6 @@ from trpo_bench.grid import Run
 from trpo_bench.run.timelimit import EXIT_TIME_LIMIT, TimeLimit, parse_slurm_duration
 
 ROOT = Path(__file__).resolve().parents[1]
-SLURM_SCRIPT = ROOT / "workflow" / "scripts" / "slurm_single_node.sh"
 
 
 def _frame(path: Path) -> pd.DataFrame:
@@ -204,34 +203,6 @@ def test_a_short_grid_without_a_job_limit_prints_no_segment_line():
 
 
 # --- on the one-node SLURM ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster(tmp_path_factory):
-    """A single-node SLURM cluster started by the project's script and stopped afterwards, or
-    the reason it cannot start here."""
-    state = tmp_path_factory.mktemp("slurm")
-    env = {**os.environ, "SLURM_STATE_DIR": str(state)}
-    try:
-        start = subprocess.run(
-            ["bash", str(SLURM_SCRIPT), "start"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        yield None, f"the SLURM script did not finish: {e}"
-        return
-    if start.returncode != 0:
-        yield None, (start.stderr.strip() or start.stdout.strip())
-        return
-    try:
-        yield {"SLURM_CONF": str(state / "slurm.conf")}, ""
-    finally:
-        subprocess.run(
-            ["bash", str(SLURM_SCRIPT), "stop"], env=env, capture_output=True, timeout=120
-        )
 
 
 # About 50 s of training on one core here (InvertedPendulum-v5, about 19,000 steps/s): more

@@ -26,7 +26,6 @@ from trpo_bench.grid import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SLURM_SCRIPT = ROOT / "workflow" / "scripts" / "slurm_single_node.sh"
 LIGHT_RULES = [
     "mlflow_store",
     "aggregate",
@@ -341,37 +340,6 @@ def test_bad_config_fails_with_one_clear_message_and_runs_nothing(tmp_path, over
 
 
 # --- the smoke grid end to end --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster(tmp_path_factory):
-    """A single-node SLURM cluster started by the project's script, stopped afterwards; None
-    (with the reason) where it cannot be set up here."""
-    state = tmp_path_factory.mktemp("slurm")
-    env = {**os.environ, "SLURM_STATE_DIR": str(state)}
-    try:
-        start = subprocess.run(
-            ["bash", str(SLURM_SCRIPT), "start"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        yield None, f"the SLURM script did not finish: {e}"
-        return
-    if start.returncode != 0:
-        yield None, (start.stderr.strip() or start.stdout.strip())
-        return
-    started = [int(p.read_text()) for p in state.glob("*.started.pid")]
-    try:
-        yield {"SLURM_CONF": str(state / "slurm.conf")}, ""
-    finally:
-        subprocess.run(
-            ["bash", str(SLURM_SCRIPT), "stop"], env=env, capture_output=True, timeout=60
-        )
-        # the daemons this fixture started are gone
-        assert started and not [pid for pid in started if Path(f"/proc/{pid}").exists()]
 
 
 @pytest.fixture(scope="module")
