@@ -4,6 +4,7 @@ time limit on the one-node SLURM of workflow/scripts/slurm_single_node.sh (skipp
 where that cannot start here)."""
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -205,9 +206,33 @@ def test_a_short_grid_without_a_job_limit_prints_no_segment_line():
 # --- on the one-node SLURM ------------------------------------------------------------------
 
 
-# About 50 s of training on one core here (InvertedPendulum-v5, about 19,000 steps/s): more
-# than one 1-minute job can hold once its start and the time limit's margin are taken.
-LONG_RUN = {"iterations": 50, "steps_per_iter": 20000, "checkpoint_every": 0}
+# InvertedPendulum-v5 in iterations of 20,000 steps (1.2-2 s each on one core). A 1-minute job
+# trains at most 50 s of it (its time limit less the margin; about 35 s here, once the job has
+# started). How many iterations make a run longer than that depends on the machine: 50
+# iterations took 50-90 s on machines of the same kind here (so once they fit in one job and
+# the test failed), so the test first measures. 1.5 x 50 s covers later iterations running
+# faster than the first three (longer episodes, fewer resets: up to 1.4x) with room to spare;
+# each job costs 60-100 s of the test (the SLURM plugin's status checks back off), so not more.
+LONG_RUN = {"steps_per_iter": 20000, "checkpoint_every": 0}
+JOB_LIMIT_S = 60.0  # max_job_minutes: 1
+RUN_OVER_JOB = 1.5  # the run's length over what one job can train, timed on an idle core
+
+
+def _iterations_longer_than_one_job(tmp_path: Path) -> int:
+    """Iterations of LONG_RUN that take RUN_OVER_JOB times what one job can train, timed here
+    (3 iterations and their evaluation, one thread, nothing beside them: the run under SLURM,
+    with the reference run on the other core, is slower still)."""
+    out = tmp_path / "calibration"
+    argv = [
+        *("train", "--env", "InvertedPendulum-v5", "--method", "trpo-single-path"),
+        *("--preset", "quick", "--out", str(out), "--iterations", "3", "--quiet"),
+        *("--time-limit", "0", "--set", "mlflow=false", "--set", "torch_threads=1"),
+        *(a for k, v in LONG_RUN.items() for a in ("--set", f"{k}={v}")),
+    ]
+    assert cli.main(argv) == 0
+    per_iteration = float(pd.read_csv(out / "progress.csv")["wall_time_s"].iloc[-1]) / 3
+    one_job_s = JOB_LIMIT_S - TimeLimit(JOB_LIMIT_S).margin_s
+    return math.ceil(RUN_OVER_JOB * one_job_s / per_iteration)
 
 
 def test_a_run_longer_than_its_slurm_time_limit_completes_without_a_manual_rerun(
@@ -216,6 +241,7 @@ def test_a_run_longer_than_its_slurm_time_limit_completes_without_a_manual_rerun
     slurm_env, why_not = slurm_cluster
     if slurm_env is None:
         pytest.skip(f"no single-node SLURM here: {why_not}")
+    long_run = {**LONG_RUN, "iterations": _iterations_longer_than_one_job(tmp_path)}
     work = tmp_path / "work"
     work.mkdir()
     grid = {
@@ -227,15 +253,15 @@ def test_a_run_longer_than_its_slurm_time_limit_completes_without_a_manual_rerun
         "seeds": [0],
         "exclude": [],
         "sweeps": [],
-        "overrides": [{"set": LONG_RUN}],
-        "max_job_minutes": 1,
+        "overrides": [{"set": long_run}],
+        "max_job_minutes": int(JOB_LIMIT_S // 60),
     }
     (work / "grid.yaml").write_text(yaml.safe_dump(grid))
     target = "results/segments/runs/InvertedPendulum-v5/trpo-single-path/seed0"
     run = work / target
     # The same run uninterrupted, beside it (outside SLURM: no time limit).
     ref = tmp_path / "ref"
-    sets = [f"{k}={v}" for k, v in {**LONG_RUN, "mlflow": "false", "torch_threads": 1}.items()]
+    sets = [f"{k}={v}" for k, v in {**long_run, "mlflow": "false", "torch_threads": 1}.items()]
     reference = subprocess.Popen(
         [
             *(sys.executable, "-m", "trpo_bench", "train", "--env", "InvertedPendulum-v5"),
@@ -273,11 +299,11 @@ def test_a_run_longer_than_its_slurm_time_limit_completes_without_a_manual_rerun
     log = work / "results/segments/logs/train/InvertedPendulum-v5/trpo-single-path/seed0.log"
     # The last job's log (Snakemake deletes it before each attempt): it resumed, and finished.
     resumed = re.search(r"^resuming \S+ at iteration (\d+)$", log.read_text(), flags=re.M)
-    assert resumed and 0 < int(resumed.group(1)) < LONG_RUN["iterations"]
+    assert resumed and 0 < int(resumed.group(1)) < long_run["iterations"]
     # One complete run folder, one MLflow run, and the uninterrupted run's progress.
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed"
-    assert summary["iterations_done"] == LONG_RUN["iterations"]
+    assert summary["iterations_done"] == long_run["iterations"]
     assert [p.name for p in run.parent.parent.iterdir()] == ["trpo-single-path"]
     pd.testing.assert_frame_equal(_frame(run / "progress.csv"), _frame(ref / "progress.csv"))
     from mlflow.tracking import MlflowClient
@@ -288,4 +314,4 @@ def test_a_run_longer_than_its_slurm_time_limit_completes_without_a_manual_rerun
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].info.run_id == summary["mlflow_run_id"]
     history = client.get_metric_history(runs[0].info.run_id, "return_mean")
-    assert sorted(m.step for m in history) == list(range(LONG_RUN["iterations"]))
+    assert sorted(m.step for m in history) == list(range(long_run["iterations"]))
