@@ -14,6 +14,18 @@ from trpo_bench.envs.registry import EnvVector, env_options
 from trpo_bench.resolve import build_config
 from trpo_bench.run.trainer import train
 
+# oneDNN picks its convolution kernels by CPU and by batch size and layout. Two passes over the
+# same frames that differ only in those agree bit for bit on the AVX-512 CPUs where these tests
+# were written, and within 2 units in the last place on an AVX2-only AMD EPYC (measured: 1-2).
+ROUNDING_ULPS = 2
+
+
+def assert_equal_up_to_rounding(got: torch.Tensor, want: torch.Tensor) -> None:
+    """``got`` equals ``want`` up to :data:`ROUNDING_ULPS` float32 units in the last place of
+    the largest magnitude in ``want`` (log-probabilities: the rounding of their log-sum-exp)."""
+    atol = ROUNDING_ULPS * torch.finfo(torch.float32).eps * float(want.abs().max())
+    torch.testing.assert_close(got, want, rtol=0.0, atol=atol)
+
 
 def test_preprocessed_observations_are_stacked_uint8_frames():
     env = make_atari_env("ALE/Pong-v5", frame_skip=4, frame_stack=4)
@@ -47,8 +59,10 @@ def test_policy_has_the_papers_size_and_takes_uint8():
 
 
 def test_config_choices_reach_the_env_and_summary(tmp_path):
+    # Pong: a game of the evaluation after the last iteration ends within about 1,000 steps. (In
+    # Breakout a policy that never presses FIRE plays to the 27,000-step limit: 110 s here.)
     cfg = build_config(
-        "Breakout-v5",
+        "Pong-v5",
         "trpo-single-path",
         layers=[
             (
@@ -59,6 +73,7 @@ def test_config_choices_reach_the_env_and_summary(tmp_path):
                     "iterations": 1,
                     "steps_per_iter": 64,
                     "num_envs": 2,
+                    "eval_episodes": 2,
                     "mlflow": False,
                 },
             )
@@ -209,8 +224,7 @@ def test_pong_vine_runs_and_logs(tmp_path):
 def test_single_path_takes_pi_old_from_sampling_with_the_recomputed_numbers():
     """Pixels: the objective's pi_old is the distribution the actions were sampled from, not a
     second forward pass over the batch; at a sampling batch of 8 frames it equals the
-    512-frame chunks' pass bit for bit (oneDNN's per-frame arithmetic does not depend on the
-    batch there; batches of 1-3 frames round differently in the last bit)."""
+    512-frame chunks' pass up to float rounding (bit for bit on AVX-512 CPUs)."""
     from trpo_bench.sampling.single_path import SinglePathObjective, collect_paths
 
     envs = EnvVector("Pong-v5", 8, {"frame_skip": 4, "frame_stack": 4, "sticky_actions": 0.0})
@@ -226,8 +240,8 @@ def test_single_path_takes_pi_old_from_sampling_with_the_recomputed_numbers():
     adv = torch.linspace(-1.0, 1.0, steps)
     reused = SinglePathObjective(policy, obs, actions, adv, 512, old_dist=rollout.flat_dist())
     recomputed = SinglePathObjective(policy, obs, actions, adv, 512)
-    assert torch.equal(reused.old_dist[0], recomputed.old_dist[0])
-    assert torch.equal(reused.logp_q, recomputed.logp_q)
+    assert_equal_up_to_rounding(reused.old_dist[0], recomputed.old_dist[0])
+    assert_equal_up_to_rounding(reused.logp_q, recomputed.logp_q)
     # The policy did sample from it: the chosen actions are likely under it, not uniform.
     assert float(reused.logp_q.mean()) > -math.log(6) - 0.05
 
@@ -262,7 +276,8 @@ def test_atari_processes_keep_freed_memory():
 
 def test_small_batches_without_gradients_skip_channels_last_with_the_same_numbers():
     """Picking actions (no gradients, a few frames) runs in the plain layout for speed; its
-    log-probabilities equal the channels-last pass's, bit for bit, on real frames."""
+    log-probabilities equal the channels-last pass's on real frames, up to float rounding (bit
+    for bit on AVX-512 CPUs)."""
     envs = EnvVector("Pong-v5", 8, {"frame_skip": 4, "frame_stack": 4, "sticky_actions": 0.0})
     rng = np.random.default_rng(0)
     frames = [envs.reset(list(range(8))).copy()]
@@ -287,4 +302,4 @@ def test_small_batches_without_gradients_skip_channels_last_with_the_same_number
             nhwc = torch.cat(
                 [policy.dist_params(batch[i : i + size])[0].detach() for i in range(0, 200, size)]
             )
-        assert torch.equal(plain, nhwc), size
+        assert_equal_up_to_rounding(plain, nhwc)
