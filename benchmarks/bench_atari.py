@@ -24,8 +24,15 @@ The runs use the ``paper`` preset (Table 3: 16 envs, chunks of 512) with ``--ste
 per iteration (the paper's 100K single path and 400K vine take minutes per iteration; the
 Fisher products run on 10% of whatever the batch is).
 
+With ``--device cuda`` the policy, value net and update run on the GPU (the ``device`` config
+key) while the emulator stays on this CPU thread. GPU work is not CPU time of this process, so
+then the training runs and the raw emulator are both timed on the wall clock (one thread:
+the raw rate per wall second is its rate per CPU second on an idle core), and the ratio is
+what one core with a GPU beside it delivers. The ceiling below is always the CPU's.
+
 Usage: python benchmarks/bench_atari.py [--env Pong-v5] [--steps 20000] [--iters 3]
        [--rounds 1] [--preset paper|quick] [--methods trpo-single-path trpo-vine]
+       [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -57,14 +64,14 @@ from trpo_bench.run.trainer import train
 from trpo_bench.sampling.single_path import SinglePathObjective
 
 
-def raw_ale_rate(gym_id: str, steps: int) -> float:
-    """Steps per CPU second with the training's emulator settings: grayscale, frame skip 4,
-    no sticky actions, random actions."""
+def raw_ale_rate(gym_id: str, steps: int, clock: Callable[[], float] = time.process_time) -> float:
+    """Steps per second of ``clock`` (default: CPU seconds) with the training's emulator
+    settings: grayscale, frame skip 4, no sticky actions, random actions."""
     register()
     return raw_gymnasium_rate(
         gym_id,
         steps,
-        clock=time.process_time,
+        clock=clock,
         obs_type="grayscale",
         frameskip=4,
         repeat_action_probability=0.0,
@@ -72,14 +79,14 @@ def raw_ale_rate(gym_id: str, steps: int) -> float:
 
 
 @contextlib.contextmanager
-def cpu_clock_in_trainer() -> Iterator[None]:
+def clock_in_trainer(clock: Callable[[], float]) -> Iterator[None]:
     """The training loop's timings (progress.csv's ``sample_time_s``, ``update_time_s``,
-    ``wall_time_s``) read this process's CPU clock instead of the wall clock."""
+    ``wall_time_s``) read ``clock`` (this process's CPU clock, or the wall clock itself)."""
     module = trpo_bench.run.trainer
     if not hasattr(module.time, "perf_counter"):
         raise RuntimeError("trpo_bench.run.trainer no longer times with time.perf_counter")
     real = module.time
-    module.time = types.SimpleNamespace(perf_counter=time.process_time)
+    module.time = types.SimpleNamespace(perf_counter=clock)
     try:
         yield
     finally:
@@ -97,17 +104,19 @@ def cpu_seconds(fn: Callable[[], Any], repeats: int) -> float:
     return min(runs)
 
 
-def timed_train(env: str, method: str, preset: str, over: dict) -> tuple[pd.DataFrame, dict]:
-    """progress.csv (timed in CPU seconds) and the CPU seconds and env steps of one training
-    run (MLflow and checkpoints off)."""
+def timed_train(
+    env: str, method: str, preset: str, over: dict, clock: Callable[[], float]
+) -> tuple[pd.DataFrame, dict]:
+    """progress.csv (timed by ``clock``) and the seconds of ``clock`` and env steps of one
+    training run (MLflow and checkpoints off)."""
     layer = {"mlflow": False, "checkpoint_every": 0, **over}
     cfg = build_config(env, method, layers=[("bench", layer)], preset=preset)
-    with tempfile.TemporaryDirectory() as tmp, cpu_clock_in_trainer():
-        start = time.process_time()
+    with tempfile.TemporaryDirectory() as tmp, clock_in_trainer(clock):
+        start = clock()
         summary = train(cfg, Path(tmp) / "run", log=lambda _m: None)
-        cpu = time.process_time() - start
+        seconds = clock() - start
         progress = pd.read_csv(Path(tmp) / "run" / "progress.csv")
-    return progress, {"env_steps": summary["env_steps"], "cpu_s": cpu}
+    return progress, {"env_steps": summary["env_steps"], "seconds": seconds}
 
 
 def learner_costs(cfg: TrainConfig, frames: int = 4096, repeats: int = 3) -> tuple[float, float]:
@@ -137,14 +146,23 @@ def learner_costs(cfg: TrainConfig, frames: int = 4096, repeats: int = 3) -> tup
     return best_of(act), best_of(lambda: objective.surrogate_and_grad(policy, params))
 
 
-def train_rate(env: str, method: str, preset: str, steps: int, iters: int) -> dict[str, float]:
-    """One training run's CPU figures: env steps per CPU second of its steady iterations (all
-    but the first, whose seeded resets load each env's ROM once), their sampling and update
-    CPU seconds, and the fixed costs (setup, the first iteration's extra, the evaluation)."""
+def train_rate(
+    env: str,
+    method: str,
+    preset: str,
+    steps: int,
+    iters: int,
+    device: str = "cpu",
+    clock: Callable[[], float] = time.process_time,
+) -> dict[str, float]:
+    """One training run's figures in seconds of ``clock`` (default: CPU seconds): env steps
+    per second of its steady iterations (all but the first, whose seeded resets load each
+    env's ROM once), their sampling and update seconds, and the fixed costs (setup, the first
+    iteration's extra, the evaluation)."""
     if iters < 2:
         raise ValueError(f"--iters {iters}: need at least 2 (the first is not steady)")
-    over = {"steps_per_iter": steps, "iterations": iters, "eval_every": 0}
-    progress, run = timed_train(env, method, preset, over)
+    over = {"steps_per_iter": steps, "iterations": iters, "eval_every": 0, "device": device}
+    progress, run = timed_train(env, method, preset, over, clock)
     body = progress["wall_time_s"].diff().fillna(progress["wall_time_s"].iloc[0])
     work = progress["sample_time_s"] + progress["update_time_s"]
     frames = progress["env_steps"].diff().fillna(progress["env_steps"].iloc[0])
@@ -159,7 +177,7 @@ def train_rate(env: str, method: str, preset: str, steps: int, iters: int) -> di
         "other_s": float(other.mean()) if len(other) else float("nan"),
         "first_extra_s": float(work.iloc[0] - work.iloc[steady].mean()),
         "eval_s": eval_s,
-        "setup_s": run["cpu_s"] - float(progress["wall_time_s"].iloc[-1]),
+        "setup_s": run["seconds"] - float(progress["wall_time_s"].iloc[-1]),
     }
 
 
@@ -172,25 +190,37 @@ def main() -> None:
     ap.add_argument("--preset", default="paper", choices=["paper", "quick"])
     ap.add_argument("--methods", nargs="+", default=["trpo-single-path", "trpo-vine"])
     ap.add_argument("--raw-steps", type=int, default=3000)
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="where the update runs (cuda: everything is timed on the wall clock)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
+    clock, unit = (
+        (time.process_time, "CPU") if args.device == "cpu" else (time.perf_counter, "wall")
+    )
     gym_id = ENV_SPECS[args.env].gym_id
     cfg = build_config(args.env, "trpo-single-path", layers=[], preset=args.preset)
     print(
         f"{args.env}, preset {args.preset}: {args.iters} iterations x {args.steps} frames, "
         f"{cfg.num_envs} envs, chunks of {cfg.batch_chunk}, frame stack "
-        f"{cfg.atari_frame_stack}, 1 torch thread; CPU seconds of this process"
+        f"{cfg.atari_frame_stack}, 1 torch thread, device {args.device}; "
+        + ("CPU seconds of this process" if unit == "CPU" else "wall seconds")
     )
     ratios: dict[str, list[float]] = {m: [] for m in args.methods}
     for r in range(args.rounds):
-        raws = [raw_ale_rate(gym_id, args.raw_steps)]
+        raws = [raw_ale_rate(gym_id, args.raw_steps, clock)]
         results = {}
         for method in args.methods:
-            results[method] = train_rate(args.env, method, args.preset, args.steps, args.iters)
-            raws.append(raw_ale_rate(gym_id, args.raw_steps))
+            results[method] = train_rate(
+                args.env, method, args.preset, args.steps, args.iters, args.device, clock
+            )
+            raws.append(raw_ale_rate(gym_id, args.raw_steps, clock))
         raw = float(np.mean(raws))
         print(
-            f"round {r + 1}: raw ALE {raw:,.0f} steps per CPU s (random actions; "
+            f"round {r + 1}: raw ALE {raw:,.0f} steps per {unit} s (random actions; "
             f"{', '.join(f'{x:,.0f}' for x in raws)} between the runs)"
         )
         for method, res in results.items():
@@ -198,7 +228,7 @@ def main() -> None:
             ratios[method].append(ratio)
             per_frame = 1e6 / args.steps
             print(
-                f"  {method}: {res['rate']:,.0f} steps per CPU s, RATIO training / raw = "
+                f"  {method}: {res['rate']:,.0f} steps per {unit} s, RATIO training / raw = "
                 f"{ratio:.2f}; per iteration: sample {res['sample_s']:.2f} s "
                 f"({res['sample_s'] * per_frame:.0f} us/frame), update {res['update_s']:.2f} s "
                 f"({res['update_s'] * per_frame:.0f} us/frame), other {res['other_s']:.3f} s"
@@ -219,9 +249,9 @@ def main() -> None:
     act_s, grad_s = learner_costs(cfg)
     env_s = 1 / raw
     print(
-        f"per frame: emulator {env_s * 1e6:.0f} us, action forward pass {act_s * 1e6:.0f} us "
-        f"(batch {cfg.num_envs}), gradient forward + backward {grad_s * 1e6:.0f} us "
-        f"(chunks of {cfg.batch_chunk})"
+        f"on the CPU, per frame: emulator {env_s * 1e6:.0f} us, action forward pass "
+        f"{act_s * 1e6:.0f} us (batch {cfg.num_envs}), gradient forward + backward "
+        f"{grad_s * 1e6:.0f} us (chunks of {cfg.batch_chunk})"
     )
     print(
         f"CEILING single path / raw = {env_s / (env_s + act_s + grad_s):.2f}   (emulator + those "
