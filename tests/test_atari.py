@@ -15,8 +15,9 @@ from trpo_bench.resolve import build_config
 from trpo_bench.run.trainer import train
 
 # oneDNN picks its convolution kernels by CPU and by batch size and layout. Two passes over the
-# same frames that differ only in those agree bit for bit on the AVX-512 CPUs where these tests
-# were written, and within 2 units in the last place on an AVX2-only AMD EPYC (measured: 1-2).
+# same frames that differ only in those agreed bit for bit on the machines where these tests
+# were written (and in CI there), and within 2 units in the last place on an AVX2-only AMD EPYC
+# (measured: 1-2).
 ROUNDING_ULPS = 2
 
 
@@ -224,7 +225,7 @@ def test_pong_vine_runs_and_logs(tmp_path):
 def test_single_path_takes_pi_old_from_sampling_with_the_recomputed_numbers():
     """Pixels: the objective's pi_old is the distribution the actions were sampled from, not a
     second forward pass over the batch; at a sampling batch of 8 frames it equals the
-    512-frame chunks' pass up to float rounding (bit for bit on AVX-512 CPUs)."""
+    512-frame chunks' pass up to float rounding (bit for bit on some CPUs)."""
     from trpo_bench.sampling.single_path import SinglePathObjective, collect_paths
 
     envs = EnvVector("Pong-v5", 8, {"frame_skip": 4, "frame_stack": 4, "sticky_actions": 0.0})
@@ -277,7 +278,7 @@ def test_atari_processes_keep_freed_memory():
 def test_small_batches_without_gradients_skip_channels_last_with_the_same_numbers():
     """Picking actions (no gradients, a few frames) runs in the plain layout for speed; its
     log-probabilities equal the channels-last pass's on real frames, up to float rounding (bit
-    for bit on AVX-512 CPUs)."""
+    for bit on some CPUs)."""
     envs = EnvVector("Pong-v5", 8, {"frame_skip": 4, "frame_stack": 4, "sticky_actions": 0.0})
     rng = np.random.default_rng(0)
     frames = [envs.reset(list(range(8))).copy()]

@@ -1,9 +1,9 @@
 """Same seed and config, same numbers across refactors (issue 16).
 
 ``tests/data/golden/<method>.csv`` holds the progress.csv of a short run of every method (Atari
-aside), recorded at commit 5102e79, before the package was re-laid out, on an AVX-512 CPU. A
-run today must give the same file, every column but wall time (one torch thread, this CPU build
-of torch 2.13): text and integer columns exactly, float columns to a relative 1e-12.
+aside), recorded at commit 5102e79, before the package was re-laid out. A run today must give
+the same file, every column but wall time (one torch thread, this CPU build of torch 2.13):
+text and integer columns exactly, float columns to a relative 1e-12.
 
 Why not to the last digit: numpy's OpenBLAS and torch's kernels are chosen by CPU, so the same
 code rounds differently on another CPU. On an AVX2-only AMD EPYC every column of every method

@@ -283,9 +283,8 @@ class CategoricalCNNPolicy(CategoricalMLPPolicy):
         # from 2.7 to 1.9 s per iteration). Converting the uint8 frames before the float cast
         # copies 4x fewer bytes. A forward pass without gradients over a small batch (picking
         # the actions of 16 envs) is faster in the plain layout (36 instead of 43 us per frame
-        # at 16 frames) and gives the same numbers up to float rounding: bit for bit on
-        # AVX-512 CPUs, within 2 units in the last place on an AVX2-only EPYC
-        # (tests/test_atari.py).
+        # at 16 frames) and gives the same numbers up to float rounding: bit for bit on some
+        # CPUs, within 2 units in the last place on an AVX2-only EPYC (tests/test_atari.py).
         if obs.shape[0] < CHANNELS_LAST_MIN_BATCH and not torch.is_grad_enabled():
             return obs.float() / 255.0
         return obs.contiguous(memory_format=torch.channels_last).float() / 255.0

@@ -312,8 +312,8 @@ def sample_single_path(
             obs, target_t, cfg.vf_epochs, cfg.vf_minibatch, generator
         )
     # Pixels: pi_old as sampled, not a second forward pass over the batch (5% of an Atari
-    # iteration; the same numbers up to float rounding, bit for bit on AVX-512 CPUs at
-    # sampling batches of 7 or more, see tests/test_atari.py). Vectors: the pass is cheap, and
+    # iteration; the same numbers up to float rounding, bit for bit on some CPUs at sampling
+    # batches of 7 or more, see tests/test_atari.py). Vectors: the pass is cheap, and
     # recomputing keeps the float rounding of a full-batch pass (a batch of 2 rows rounds
     # differently).
     objective = SinglePathObjective(
