@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import cma
 import numpy as np
 
 from trpo_bench.config import TrainConfig
@@ -44,6 +43,11 @@ class CMAES:
     """ask/tell on a ``cma.CMAEvolutionStrategy`` with population ``P``."""
 
     def __init__(self, cfg: TrainConfig, x0: np.ndarray, population: int) -> None:
+        # Imported here, not at the top: cma imports scipy.stats and matplotlib.pyplot (1.6 s
+        # on this machine), which every trpo-bench process (each job's start, `trpo-bench
+        # status`) paid through the method registry, CMA-ES or not.
+        import cma
+
         self.normal = IterationNormal()
         options = {
             "popsize": population,
