@@ -218,18 +218,23 @@ JOB_LIMIT_S = 60.0  # max_job_minutes: 1
 RUN_OVER_JOB = 1.5  # the run's length over what one job can train, timed on an idle core
 
 
+def _long_run_args(out: Path, settings: dict) -> list[str]:
+    """``trpo-bench train`` of the long run outside SLURM: uninterrupted, one thread, no
+    MLflow."""
+    sets = {**settings, "mlflow": "false", "torch_threads": 1}
+    return [
+        *("train", "--env", "InvertedPendulum-v5", "--method", "trpo-single-path"),
+        *("--seed", "0", "--preset", "quick", "--out", str(out), "--time-limit", "0", "--quiet"),
+        *(a for k, v in sets.items() for a in ("--set", f"{k}={v}")),
+    ]
+
+
 def _iterations_longer_than_one_job(tmp_path: Path) -> int:
     """Iterations of LONG_RUN that take RUN_OVER_JOB times what one job can train, timed here
     (3 iterations and their evaluation, one thread, nothing beside them: the run under SLURM,
     with the reference run on the other core, is slower still)."""
     out = tmp_path / "calibration"
-    argv = [
-        *("train", "--env", "InvertedPendulum-v5", "--method", "trpo-single-path"),
-        *("--preset", "quick", "--out", str(out), "--iterations", "3", "--quiet"),
-        *("--time-limit", "0", "--set", "mlflow=false", "--set", "torch_threads=1"),
-        *(a for k, v in LONG_RUN.items() for a in ("--set", f"{k}={v}")),
-    ]
-    assert cli.main(argv) == 0
+    assert cli.main(_long_run_args(out, {**LONG_RUN, "iterations": 3})) == 0
     per_iteration = float(pd.read_csv(out / "progress.csv")["wall_time_s"].iloc[-1]) / 3
     one_job_s = JOB_LIMIT_S - TimeLimit(JOB_LIMIT_S).margin_s
     return math.ceil(RUN_OVER_JOB * one_job_s / per_iteration)
@@ -261,14 +266,8 @@ def test_a_run_longer_than_its_slurm_time_limit_completes_without_a_manual_rerun
     run = work / target
     # The same run uninterrupted, beside it (outside SLURM: no time limit).
     ref = tmp_path / "ref"
-    sets = [f"{k}={v}" for k, v in {**long_run, "mlflow": "false", "torch_threads": 1}.items()]
     reference = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "trpo_bench", "train", "--env", "InvertedPendulum-v5"),
-            *("--method", "trpo-single-path", "--seed", "0", "--preset", "quick"),
-            *("--out", str(ref), "--time-limit", "0", "--quiet"),
-            *(a for s in sets for a in ("--set", s)),
-        ],
+        [sys.executable, "-m", "trpo_bench", *_long_run_args(ref, long_run)],
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         stdout=subprocess.DEVNULL,
     )
