@@ -19,6 +19,7 @@ from snakemake.utils import min_version, validate
 
 from trpo_bench.config import ConfigError
 from trpo_bench.analysis.estimate import estimate_lines
+from trpo_bench.committed import adoptable_runs
 from trpo_bench.grid import check_grid_claims, checked_runs, expand_grid, schema_error_message
 
 
@@ -39,8 +40,16 @@ try:
     RUNS = checked_runs(config) if workflow.is_main_process else expand_grid(config)
     if workflow.is_main_process:
         check_grid_claims(config)
+    # Runs committed under the grid's committed_runs folder are adopted, not trained again
+    # (trpo_bench.committed); planned by the main process only (rule adopt is local).
+    ADOPTED = (
+        adoptable_runs(config, RUNS, config["results"].rstrip("/"))
+        if workflow.is_main_process
+        else {}
+    )
 except ConfigError as e:
     raise WorkflowError(f"config error: {e}") from None
+TO_TRAIN = [r for r in RUNS if r.folder not in ADOPTED]
 
 
 def given_cores():
@@ -53,9 +62,15 @@ def given_cores():
 # How long the grid will take, from measured rates, before anything runs (stderr; the full grid
 # takes days of CPU time, and a user who wanted the quick look should know at once).
 if workflow.is_main_process:
+    if ADOPTED:
+        print(
+            f"trpo-bench: {len(ADOPTED)} of the grid's {len(RUNS)} runs are committed under "
+            f"{config['committed_runs']} and are adopted, not trained again.",
+            file=sys.stderr,
+        )
     for line in estimate_lines(
         config,
-        RUNS,
+        TO_TRAIN,
         given_cores(),
         jobs_at_once=workflow.nodes,
         default_grid=not workflow.overwrite_configfiles,

@@ -114,7 +114,14 @@ def test_no_import_inside_a_function_only_dodges_a_circle():
 # The layers, bottom up: a module imports only from its own layer and those below it.
 LAYERS = [
     {"trpo_bench.config", "trpo_bench.variants"},
-    {"trpo_bench.run.files", "trpo_bench.run.pace", "trpo_bench.run.timelimit"},
+    {
+        "trpo_bench.run.files",
+        "trpo_bench.run.pace",
+        "trpo_bench.run.timelimit",
+        "trpo_bench.run.provenance",
+        "trpo_bench.run.identity",
+        "trpo_bench.run.atomic",
+    },
     {"trpo_bench.core"},
     {"trpo_bench.envs"},
     {"trpo_bench.api", "trpo_bench.sampling"},
@@ -122,7 +129,13 @@ LAYERS = [
     {"trpo_bench.run.learner", "trpo_bench.run.evaluation", "trpo_bench.run.tracking"},
     {"trpo_bench.methods"},
     {"trpo_bench.resolve", "trpo_bench.run.trainer", "trpo_bench.run"},
-    {"trpo_bench.analysis", "trpo_bench.grid", "trpo_bench.cli", "trpo_bench.__main__"},
+    {
+        "trpo_bench.analysis",
+        "trpo_bench.grid",
+        "trpo_bench.committed",
+        "trpo_bench.cli",
+        "trpo_bench.__main__",
+    },
 ]
 
 
@@ -161,7 +174,10 @@ def test_the_schema_module_imports_no_other_trpo_bench_module():
     assert top | inner == set()
 
 
-@pytest.mark.parametrize("module", ["trpo_bench.grid", "trpo_bench.config", "trpo_bench.variants"])
+@pytest.mark.parametrize(
+    "module",
+    ["trpo_bench.grid", "trpo_bench.committed", "trpo_bench.config", "trpo_bench.variants"],
+)
 def test_light_modules_import_without_torch(module):
     code = f"import sys; import {module}; assert 'torch' not in sys.modules, 'torch loaded'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

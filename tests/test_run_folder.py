@@ -15,7 +15,7 @@ from trpo_bench import cli
 from trpo_bench.config import ConfigError
 from trpo_bench.grid import grid_problems
 from trpo_bench.resolve import build_config
-from trpo_bench.run import tracking
+from trpo_bench.run import atomic, tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ["wall_time_s", "sample_time_s", "update_time_s", "eval_protocol_time_s"]
@@ -236,7 +236,8 @@ def test_disk_full_is_one_line_naming_the_folder(tmp_path, monkeypatch, capsys):
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(tracking, "atomic_write_bytes", full)
+    monkeypatch.setattr(atomic, "atomic_write_bytes", full)  # every result file's writer
+    monkeypatch.setattr(tracking, "atomic_write_bytes", full)  # checkpoints' and policies'
     assert cli.main(_args(out)) == 2
     line = _one_error_line(capsys)
     assert "disk full" in line and str(out) in line

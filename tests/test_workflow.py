@@ -482,6 +482,68 @@ def test_a_deleted_run_file_is_brought_back_not_ignored(smoke, tmp_path):
     assert planned == {("CartPole-v1", "cem", "0"), ("InvertedPendulum-v5", "vpg", "0")}
 
 
+def test_committed_runs_are_adopted_not_trained_again(smoke, tmp_path):
+    """A grid carried over in git (trpo_bench.committed): `trpo-bench publish` writes the
+    finished runs' compact files; a fresh checkout whose grid names them as committed_runs
+    adopts every one that is the same run (no train job), byte for byte, and trains a run whose
+    config differs."""
+    from trpo_bench import cli
+    from trpo_bench.committed import adoptable_runs, committed_problem
+    from trpo_bench.grid import run_config
+
+    cfg = grid_config("smoke")
+    res = smoke["dir"] / cfg["results"]
+    committed = tmp_path / "committed"
+    assert cli.main(["publish", str(res), str(committed)]) == 0
+    runs = expand_grid(cfg)
+    first = runs[0]
+    assert sorted(p.name for p in (committed / first.folder.removeprefix("runs/")).iterdir()) == [
+        "progress.csv.gz",
+        "summary.json",
+    ]
+    # Same grid: every run adopted. Another steps_per_iter for one env: those runs are not.
+    fresh = tmp_path / "fresh"
+    ours = fresh / cfg["results"]
+    assert set(adoptable_runs({**cfg, "committed_runs": str(committed)}, runs, ours)) == {
+        r.folder for r in runs
+    }
+    # A run this results folder has started itself (its checkpoint is there) is its own.
+    started = ours / first.folder / "checkpoint.pt"
+    started.parent.mkdir(parents=True)
+    started.write_bytes(b"")
+    assert first.folder not in adoptable_runs({**cfg, "committed_runs": str(committed)}, runs, ours)
+    shutil.rmtree(fresh)
+    changed = {**cfg, "committed_runs": str(committed), "overrides": [*cfg["overrides"]]}
+    changed["overrides"].append({"env": "CartPole-v1", "set": {"steps_per_iter": 700}})
+    changed_runs = expand_grid(changed)
+    adopted = adoptable_runs(changed, changed_runs, ours)
+    assert set(adopted) == {r.folder for r in changed_runs if r.env != "CartPole-v1"}
+    config = run_config(changed_runs[0], cfg["preset"])
+    problem = committed_problem(
+        committed / changed_runs[0].folder.removeprefix("runs/"),
+        config.to_dict(),
+        config.iterations,
+    )
+    assert problem == "another config (differing: steps_per_iter)"
+
+    # Through the workflow, as a user runs it: the plan has no train job, and the run table
+    # built from the adopted files is the one the trained runs gave.
+    args = ["--configfile", "config/smoke.yaml", "--config", f"committed_runs={committed}"]
+    plan = snakemake("-n", *args, cwd=fresh, timeout=300)
+    assert plan.returncode == 0, plan.stderr + plan.stdout
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout.split("Job stats:")[1], re.M))
+    assert int(stats["adopt"]) == len(runs) and "train" not in stats
+    assert f"{len(runs)} of the grid's {len(runs)} runs are committed" in plan.stderr
+    built = snakemake("--cores", "2", f"{cfg['results']}/tables/runs.csv", *args, cwd=fresh)
+    assert built.returncode == 0, built.stderr[-3000:]
+    for run in runs:
+        assert (ours / run.folder / "progress.csv").read_bytes() == (
+            res / run.folder / "progress.csv"
+        ).read_bytes()
+    expected = pd.read_csv(res / "tables/runs.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(ours / "tables/runs.csv"), expected)
+
+
 def smoke_report(smoke) -> Path:
     """``snakemake --report report.html`` on the finished smoke grid, as a user runs it (built
     once; a report of an existing results folder takes seconds)."""

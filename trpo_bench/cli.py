@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trpo_bench.analysis.status import run_status
+from trpo_bench.committed import publish_runs
 from trpo_bench.config import FIELDS, ConfigError, parse_overrides, read_yaml_file
 from trpo_bench.envs.registry import ENV_SPECS
 from trpo_bench.methods.registry import METHODS
@@ -117,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("methods", help="list the methods with one line each")
     sub.add_parser("envs", help="list the environments with one line each")
     add_status_parser(sub)
+    publish = sub.add_parser(
+        "publish",
+        help="write a grid's completed runs as compact files to commit (a later grid adopts them)",
+        description=(
+            "Write each completed run folder of RESULTS/runs as summary.json and "
+            "progress.csv.gz under DEST (the run folders' layout; no checkpoint, no policy). A "
+            "grid whose committed_runs is DEST adopts these runs instead of training them "
+            "again (trpo_bench.committed)."
+        ),
+    )
+    publish.add_argument("results", help="a grid's results root, e.g. results/long")
+    publish.add_argument("dest", help="the folder to commit, e.g. docs/reproduction/long/runs")
     return parser
 
 
@@ -230,6 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "status":
             return run_status(args)
+        if args.command == "publish":
+            if not (Path(args.results) / "runs").is_dir():
+                raise ConfigError(f"{args.results!r} holds no runs/ folder: give a results root")
+            written = publish_runs(args.results, args.dest)
+            print(f"published {len(written)} completed runs of {args.results} to {args.dest}")
+            return 0
         cfg = resolve_train_config(args)
         resolve_device(cfg.device)  # `cuda` on a machine without a GPU fails here, before work
         if args.time_limit is not None and not args.time_limit >= 0:

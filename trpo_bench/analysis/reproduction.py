@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from trpo_bench.analysis.tables import budget_text, budgets, markdown_table
-from trpo_bench.run.tracking import git_commit
+from trpo_bench.run.provenance import git_commit, machine_text
 
 DISCUSSION = "discussion.md"
 COPIED_TABLES = (
@@ -34,18 +32,6 @@ COPIED_TABLES = (
     "iqm.csv",
     "runs.csv",
 )
-
-
-def machine_text() -> str:
-    """The CPU model, its core count and the OS, as this machine reports them."""
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
 def _summaries(runs_dir: Path) -> list[dict[str, Any]]:

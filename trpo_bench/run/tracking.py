@@ -16,16 +16,12 @@ import io
 import json
 import math
 import os
-import platform
 import random
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +29,7 @@ import numpy as np
 import torch
 
 from trpo_bench.config import ConfigError, TrainConfig
+from trpo_bench.run.atomic import atomic_write_bytes, atomic_write_text, write_json
 from trpo_bench.run.files import (
     CHECKPOINT_FILE,
     LOCK_FILE,
@@ -40,6 +37,7 @@ from trpo_bench.run.files import (
     PROGRESS_FILE,
     SUMMARY_FILE,
 )
+from trpo_bench.run.identity import identity_differences, run_identity
 from trpo_bench.run.pace import (
     RATE_WINDOW,
     format_duration,
@@ -48,6 +46,7 @@ from trpo_bench.run.pace import (
     seconds_per_iteration,
     steps_per_second,
 )
+from trpo_bench.run.provenance import git_commit, machine_text, package_versions
 from trpo_bench.run.timelimit import TimeLimit, TimeLimitReached
 
 try:
@@ -56,47 +55,6 @@ except ImportError:  # Windows: no advisory locks; concurrent first starts may r
     fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
-
-# Config keys that are not part of a run's identity: where it is logged (tracking), how often it
-# is checkpointed, its threads (the workflow sets them from the job's cores; results change only
-# through float rounding), and its length (a finished run may be extended).
-NOT_IDENTITY_KEYS = (
-    "mlflow",
-    "run_name",
-    "mlflow_uri",
-    "experiment",
-    "torch_threads",
-    "device",
-    "checkpoint_every",
-    "iterations",
-)
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-# --- atomic files -------------------------------------------------------------------------
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -124,54 +82,6 @@ def _csv_value(v: Any) -> Any:
     if isinstance(v, float):
         return repr(v)  # exact round trip
     return v
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    return x
-
-
-# --- provenance -----------------------------------------------------------------------------
-
-
-def git_commit() -> str:
-    """The commit of the trpo-bench checkout this code runs from ("unknown" outside git),
-    with ``-dirty`` appended when tracked files differ from it (the code that ran is then not
-    that commit's)."""
-    here = Path(__file__).resolve().parent
-
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["git", *args], cwd=here, capture_output=True, text=True, timeout=5, check=False
-        )
-
-    try:
-        head = git("rev-parse", "HEAD")
-        if head.returncode != 0:
-            return "unknown"
-        dirty = git("diff", "--quiet", "HEAD", "--").returncode == 1
-        return head.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in ("trpo-bench", "torch", "numpy", "gymnasium", "mujoco", "ale-py", "mlflow", "cma"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 # --- MLflow ---------------------------------------------------------------------------------
@@ -846,6 +756,7 @@ class RunRecorder:
             "config": cfg.to_dict(),
             "versions": package_versions(),
             "git_commit": git_commit(),
+            "machine": machine_text(),
             "identity": run_identity(cfg.to_dict()),
             **self.mlflow_ref,
             "notes": list(self.notes),
@@ -888,18 +799,10 @@ def load_checkpoint(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
     return state
 
 
-def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What makes two runs the same run: the resolved config without :data:`NOT_IDENTITY_KEYS`
-    (as JSON would give it back)."""
-    kept = {k: v for k, v in config.items() if k not in NOT_IDENTITY_KEYS}
-    return json.loads(json.dumps(_jsonable(kept)))
-
-
 def check_identity(path: Path, what: str, theirs: Mapping[str, Any], cfg: TrainConfig) -> None:
     """Raise a ConfigError naming the differing keys if ``theirs`` (a config or an identity)
     is not this run's identity."""
-    ours, other = run_identity(cfg.to_dict()), run_identity(theirs)
-    keys = sorted(k for k in {*ours, *other} if ours.get(k, "?") != other.get(k, "?"))
+    keys = identity_differences(cfg.to_dict(), theirs)
     if keys:
         raise ConfigError(
             f"{path} holds {what} with another config (differing: {', '.join(keys)}); to rerun "

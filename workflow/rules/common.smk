@@ -5,6 +5,7 @@ import re
 import shlex
 import sys
 
+from trpo_bench.committed import COMMITTED_PROGRESS
 from trpo_bench.grid import (
     env_slug,
     expected_runs_records,
@@ -66,6 +67,16 @@ def train_command(wildcards, output, threads):
     out = os.path.dirname(output.summary)
     argv = train_argv(run_of(wildcards), config, out, MLFLOW_URI, threads)
     return shlex.join([sys.executable, "-m", "trpo_bench", *argv])
+
+
+def committed_inputs(wildcards):
+    """The committed files rule adopt copies for this run; a path that is not there where the
+    run is not adopted (rule train makes its files then)."""
+    folder = run_of(wildcards).folder
+    source = ADOPTED.get(folder)
+    if source is None:
+        return {"summary": f"{RESULTS}/{folder}/.not-committed"}
+    return {"summary": f"{source}/summary.json", "progress": f"{source}/{COMMITTED_PROGRESS}"}
 
 
 def all_run_files(kind):

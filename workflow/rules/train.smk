@@ -14,7 +14,7 @@
 from trpo_bench.analysis.estimate import job_limit_minutes, train_retries
 
 # Planned by the main process only (a cluster job re-reads this file and never retries itself).
-TRAIN_RETRIES = train_retries(config, RUNS) if workflow.is_main_process else 0
+TRAIN_RETRIES = train_retries(config, TO_TRAIN) if workflow.is_main_process else 0
 
 
 rule train:
@@ -41,3 +41,23 @@ rule train:
         # before each attempt: it holds the last job's, which says where that job resumed.)
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} "
         "{params.command} > {log} 2>&1"
+
+
+# A run committed under the grid's committed_runs folder (trpo_bench.committed) is adopted: its
+# compact files are written into the run folder instead of training it. Only where it is the
+# same run (identity, iterations, completed) and the results folder has not started it itself;
+# otherwise the input is missing and rule train makes the files.
+ruleorder: adopt > train
+
+
+rule adopt:
+    input:
+        unpack(committed_inputs),
+    output:
+        summary=f"{RUN_DIR}/summary.json",
+        progress=f"{RUN_DIR}/progress.csv",
+    log:
+        f"{RESULTS}/logs/adopt/{{env}}/{{variant}}/seed{{seed}}.log",
+    localrule: True
+    script:
+        "../scripts/adopt.py"

@@ -1,0 +1,57 @@
+"""Where a run came from: the code's commit, the package versions and the machine. Light (no
+torch): the recorder writes these into summary.json (``trpo_bench.run.tracking``), and the
+reproduction page and the committed runs (``trpo_bench.committed``) read them back."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("trpo-bench", "torch", "numpy", "gymnasium", "mujoco", "ale-py", "mlflow", "cma")
+
+
+def git_commit() -> str:
+    """The commit of the trpo-bench checkout this code runs from ("unknown" outside git),
+    with ``-dirty`` appended when tracked files differ from it (the code that ran is then not
+    that commit's)."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["git", *args], cwd=here, capture_output=True, text=True, timeout=5, check=False
+        )
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return "unknown"
+        dirty = git("diff", "--quiet", "HEAD", "--").returncode == 1
+        return head.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    """Python's version and each of :data:`PACKAGES`' ("not installed" where absent)."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def machine_text() -> str:
+    """The CPU model, its core count and the OS, as this machine reports them."""
+    model = platform.processor() or "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
