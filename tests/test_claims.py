@@ -344,5 +344,98 @@ def test_claims_markdown_lists_each_claim_and_verdict():
     assert text.startswith("## The paper's claims\n\nbudgets were cut 10x\n")
     assert "| 1 | a beats b | **holds** |" in text
     assert "| 2b | a beats b | **fails** |" in text
-    assert "| 1 | all | a vs b | ret | 5 | 1.00 [1.00, 1.00] | holds |" in text
+    # 2 envs of 5 vs 5 seeds: 252^2 splits, enumerated; 2 of them as extreme (p = 3e-5)
+    row = "| 1 | all | a vs b | ret | 5 | 1.00 [1.00, 1.00] | < 0.001 | < 0.001 | holds | 100% |"
+    assert row in text
+    # one env: 2 of 252 splits (p = 0.008), Holm over the claim's 2 per-env rows: 0.016
+    per_env = f"| 1 | {ENVS[0]} | a vs b | ret | 5 | 1.00 [1.00, 1.00] | 0.008 | 0.016 | holds |"
+    assert per_env in text
     assert "stratified" in text and "Mann-Whitney" in text
+
+
+# --- rank test, Holm, yardsticks, stability -----------------------------------------------------
+
+
+def test_the_rank_test_is_the_exact_mann_whitney_test_on_one_env():
+    from scipy import stats
+
+    x, y = np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([3.5, 6.0, 7.0, 8.0, 9.0])
+    p, exact = claims.rank_test_p([x], [y])
+    assert exact and p == pytest.approx(stats.mannwhitneyu(x, y, method="exact").pvalue)
+    assert p == pytest.approx(8 / 252)  # 4 of the 252 splits as extreme on each side
+    # two envs (252^2 splits) are still enumerated; one pulling each way is no evidence
+    p2, exact2 = claims.rank_test_p([x, x + 10], [y, y - 10])
+    assert exact2 and p2 > 0.5
+    # three envs, every seed of x above every seed of y: sampled, p at its floor
+    p3, exact3 = claims.rank_test_p([x + 10] * 3, [x] * 3, draws=5000)
+    assert not exact3 and p3 == pytest.approx(1 / 5001)
+
+
+def test_holm_adjusts_a_family_step_down():
+    assert claims.holm([0.01, 0.04, 0.03, math.nan]) == pytest.approx(
+        [0.03, 0.06, 0.06, math.nan], nan_ok=True
+    )
+    assert claims.holm([0.5]) == [0.5]
+
+
+def test_a_return_claim_is_decided_on_three_yardsticks_and_says_when_they_disagree():
+    rows = []
+    for env in ENVS:
+        for seed in range(5):
+            # a wins on the deterministic and the sampled evaluation, loses in training; b
+            # (derivative-free) has no sampled return: its deterministic one stands for it
+            rows.append(
+                {
+                    "env": env,
+                    "method": "a",
+                    "seed": seed,
+                    "final_eval_return": 10.0 + seed,
+                    "final_eval_sampled_return": 9.0 + seed,
+                    "final_train_return": 0.0,
+                }
+            )
+            rows.append(
+                {
+                    "env": env,
+                    "method": "b",
+                    "seed": seed,
+                    "final_eval_return": 1.0,
+                    "final_eval_sampled_return": math.nan,
+                    "final_train_return": 5.0,
+                }
+            )
+    entry = claim(metric="final_eval_return")
+    results = claims.evaluate_claims([entry], pd.DataFrame(rows), samples=500, stability_seeds=3)
+    pooled = results[results["scope"] == "all"].set_index("yardstick")
+    assert list(pooled.index) == ["deterministic", "sampled", "training"]
+    assert list(pooled["verdict"]) == ["holds", "holds", "fails"]
+    assert list(pooled["metric"]) == [
+        "final_eval_return",
+        "final_eval_sampled_return",
+        "final_train_return",
+    ]
+    assert (results["agreement"] == 1.0).all()
+    verdict = claims.claim_verdicts(results).iloc[0]
+    assert verdict["verdict"] == "holds" and verdict["verdict_training"] == "fails"
+    assert verdict["yardstick_note"] == (
+        "the verdict changes with the yardstick: holds on the deterministic one, holds on the "
+        "sampled one, fails on the training one"
+    )
+    assert verdict["per_env"] == "holds on " + ", ".join(ENVS)
+
+
+def test_per_env_text_and_a_verdict_on_a_knifes_edge():
+    envs = [*ENVS, "Walker2d-v5"]
+    values = {(envs[0], "a"): [5.0, 6, 7, 8, 9], (envs[0], "b"): [0.0, 1, 2, 3, 4]}
+    values |= {(envs[1], "a"): [0.0, 1, 2, 3, 4], (envs[1], "b"): [5.0, 6, 7, 8, 9]}
+    values |= {(envs[2], "a"): [0.0, 2, 4, 6, 8], (envs[2], "b"): [1.0, 3, 5, 7, 9]}
+    results = claims.evaluate_claims([claim(envs=envs)], scores_frame(values), samples=500)
+    verdict = claims.claim_verdicts(results).iloc[0]
+    assert verdict["per_env"] == f"holds on {envs[0]}; fails on {envs[1]}; undecided on {envs[2]}"
+    # The pooled P = (1 + 0 + 0.4) / 3: near 0.5, whose interval's verdict some seeds may flip.
+    row = results[results["scope"] == "all"].iloc[0]
+    assert row["p_improvement"] == pytest.approx(1.4 / 3)
+    many = claims.evaluate_claims(
+        [claim(envs=envs)], scores_frame(values), samples=200, stability_seeds=10
+    )
+    assert 0.1 <= many["agreement"].min() <= 1.0

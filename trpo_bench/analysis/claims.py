@@ -45,6 +45,7 @@ The figures, and what each means:
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -340,9 +341,114 @@ def _cell(scores: pd.DataFrame, env: str, method: str, metric: str) -> tuple[np.
     return values, ""
 
 
+# The yardsticks a claim on a return is decided by, beside the one it names. "sampled": the
+# final policy acting with sampled actions, where a method's policy has noise to sample (a
+# derivative-free method's policy is its search mean, deterministic: its one return stands
+# for it); "training": the returns of the training batches (the paper's Figure 4). A metric not
+# listed (forward reward) is decided by itself only: no sampled or training forward reward is
+# recorded.
+YARDSTICKS: dict[str, dict[str, str]] = {
+    "final_eval_return": {
+        "deterministic": "final_eval_return",
+        "sampled": "final_eval_sampled_return",
+        "training": "final_train_return",
+    },
+    "average_eval_return": {
+        "deterministic": "average_eval_return",
+        "training": "average_train_return",
+    },
+}
+YARDSTICK_LABELS = {
+    "deterministic": "the final policy's evaluation, deterministic actions",
+    "sampled": "the final policy's evaluation, sampled actions (CEM's and CMA-ES's policies "
+    "have no noise: their deterministic return)",
+    "training": "the training batches' return (the paper's Figure 4)",
+}
+PRIMARY = "deterministic"
+STABILITY_SEEDS = 10  # bootstrap seeds a verdict is recomputed with (agreement column)
+EXACT_LIMIT = 100_000  # splits enumerated exactly by the rank test; more are sampled
+
+
+def yardstick_metrics(metric: str) -> dict[str, str]:
+    """Yardstick name -> scores column for a claim on ``metric`` (the claim's own first)."""
+    return YARDSTICKS.get(metric, {PRIMARY: metric})
+
+
+def with_policy_returns(scores: pd.DataFrame) -> pd.DataFrame:
+    """``scores`` with the sampled yardstick filled where a run has no sampled return (a
+    derivative-free method's deterministic policy): its deterministic return."""
+    out = scores.copy()
+    if {"final_eval_sampled_return", "final_eval_return"} <= set(out.columns):
+        out["final_eval_sampled_return"] = out["final_eval_sampled_return"].fillna(
+            out["final_eval_return"]
+        )
+    return out
+
+
+def _split_statistics(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, draws: int):
+    """P(X > Y) of every split of the pooled values into groups of len(x) and len(y)
+    (exactly, if there are at most EXACT_LIMIT splits), else of ``draws`` random splits."""
+    values, n = np.concatenate([x, y]), len(x)
+    total = math.comb(len(values), n)
+    if total <= EXACT_LIMIT:
+        firsts = np.array(list(itertools.combinations(range(len(values)), n)))
+        masks = np.zeros((len(firsts), len(values)), dtype=bool)
+        np.put_along_axis(masks, firsts, True, axis=1)
+    else:
+        masks = np.argsort(rng.random((draws, len(values))), axis=1) < n
+    wins = _pair_wins(values, values)  # wins[i, j]: value i beats value j
+    # P of a split = sum over i in the first group, j in the second, of wins[i, j] / (n m)
+    first = masks.astype(float)
+    return np.einsum("si,ij,sj->s", first, wins, 1.0 - first) / (n * (len(values) - n)), total
+
+
+def rank_test_p(
+    xs: Sequence[Any], ys: Sequence[Any], seed: int = 0, draws: int = 20_000
+) -> tuple[float, bool]:
+    """Two-sided permutation p of the pooled P(X > Y) (the Mann-Whitney statistic, each env a
+    stratum: seeds are exchanged between the two methods within an env only), and whether it
+    is exact: every split enumerated (one env of 5 vs 5 seeds: 252 splits), else ``draws``
+    random splits per env from ``np.random.default_rng(seed)`` (p = (1 + hits) / (1 + draws)).
+    The p of "no difference": it tests neither a direction nor an 'alike' margin."""
+    strata = [(_finite(x), _finite(y)) for x, y in zip(xs, ys, strict=True)]
+    if not strata or any(not len(x) or not len(y) for x, y in strata):
+        return math.nan, False
+    observed = float(np.mean([_pair_wins(x, y).mean() for x, y in strata]))
+    rng = np.random.default_rng(seed)
+    stats_, totals = zip(*(_split_statistics(x, y, rng, draws) for x, y in strata), strict=True)
+    exact = math.prod(totals) <= EXACT_LIMIT and all(t <= EXACT_LIMIT for t in totals)
+    if exact:
+        pooled = np.zeros(1)
+        for s in stats_:  # the mean over strata of every combination of splits
+            pooled = (pooled[:, None] + s[None, :]).ravel()
+    else:  # a random split of each env: drawn uniformly from its enumerated splits, or sampled
+        pooled = sum(
+            s if t > EXACT_LIMIT else rng.choice(s, size=draws)
+            for s, t in zip(stats_, totals, strict=True)
+        )
+    pooled = np.asarray(pooled) / len(strata)
+    hits = int((np.abs(pooled - 0.5) >= abs(observed - 0.5) - 1e-12).sum())
+    if exact:
+        return hits / len(pooled), True
+    return (1 + hits) / (1 + len(pooled)), False
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p values (NaN stays NaN, not counted)."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(len(p), math.nan)
+    idx = [i for i in np.argsort(p) if math.isfinite(p[i])]
+    running = 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (len(idx) - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
 RESULT_COLUMNS = [
     "claim",
     "statement",
+    "yardstick",
     "scope",
     "better",
     "worse",
@@ -354,7 +460,59 @@ RESULT_COLUMNS = [
     "ci_high",
     "verdict",
     "detail",
+    "p_rank",
+    "p_rank_exact",
+    "p_holm",
+    "agreement",
 ]
+
+
+def _comparison(
+    kind: str,
+    margin: float,
+    cells: Mapping[str, tuple[tuple[np.ndarray, str], tuple[np.ndarray, str]]],
+    pair: tuple[str, str],
+    confidence: float,
+    samples: int,
+    seeds: Sequence[int],
+) -> list[tuple[str, list[Any]]]:
+    """(scope, [seeds, P, low, high, verdict, detail, p_rank, exact, agreement]) for the
+    pooled scope and each env of one (better, worse) pair. ``seeds[0]`` is the bootstrap seed;
+    the verdict is recomputed with each of ``seeds`` (agreement: the share that agree)."""
+
+    def decide(xs, ys, n):
+        point, low, high = poi_interval(xs, ys, confidence, samples, seeds[0])
+        v, detail = verdict(kind, point, low, high, n, margin)
+        others = [
+            verdict(kind, *poi_interval(xs, ys, confidence, samples, s), n, margin)[0]
+            for s in seeds[1:]
+        ]
+        agreement = (1 + sum(o == v for o in others)) / (1 + len(others))
+        p_rank, exact = rank_test_p(xs, ys, seeds[0])
+        return [n, point, low, high, v, detail, p_rank, exact, agreement]
+
+    env_rows = []
+    for e, ((x, miss_x), (y, miss_y)) in cells.items():
+        if miss_x or miss_y:
+            missing = "; ".join(t for t in (miss_x, miss_y) if t)
+            stat = [0, math.nan, math.nan, math.nan, "undecided", missing, math.nan, False, 1.0]
+        else:
+            stat = decide([x], [y], min(len(x), len(y)))
+        env_rows.append((e, stat))
+    used = [e for e, stat in env_rows if stat[0] > 0]
+    left_out = [stat[5] for _, stat in env_rows if stat[0] == 0]
+    if used:
+        xs = [cells[e][0][0] for e in used]
+        ys = [cells[e][1][0] for e in used]
+        pooled = decide(xs, ys, min(min(len(x), len(y)) for x, y in zip(xs, ys, strict=True)))
+        if left_out:
+            pooled[5] += "; left out of the pool: " + "; ".join(left_out)
+    else:
+        b, w = pair
+        pooled = [0, math.nan, math.nan, math.nan, "undecided"]
+        pooled += [f"no env has values of both {b} and {w}: " + "; ".join(left_out)]
+        pooled += [math.nan, False, 1.0]
+    return [(POOLED, pooled), *env_rows]
 
 
 def evaluate_claims(
@@ -363,122 +521,154 @@ def evaluate_claims(
     confidence: float = 0.95,
     samples: int = 10_000,
     seed: int = 0,
+    stability_seeds: int = 1,
 ) -> pd.DataFrame:
-    """One row per (claim, better method, worse method, scope), with P(better > worse), its
-    interval and the verdict (columns :data:`RESULT_COLUMNS`).
+    """One row per (claim, yardstick, better method, worse method, scope), with P(better >
+    worse), its interval and the verdict (columns :data:`RESULT_COLUMNS`).
 
-    Scope ``all`` pools the claim's envs (stratified bootstrap, :func:`poi_interval`); with
-    ``per_env`` (the default) each env gets its own row as well, unless the claim names a
-    single env (its row would repeat the pooled one). An env where a side has no value is
-    ``undecided`` with the detail naming what is missing; the pooled row then uses only the
-    envs with values on both sides and names the envs it left out. ``seeds`` is the fewest
-    seeds in any (env, method) cell behind the row. Raises ValueError on a malformed claim
-    (:func:`check_claims`, without the env and method lists).
+    Yardsticks (:data:`YARDSTICKS`): a claim on the final or average evaluation return is
+    decided on the deterministic evaluation (its own metric), the sampled one and the training
+    return; any other metric on itself (yardstick ``deterministic``). Scope ``all`` pools the
+    claim's envs (stratified bootstrap, :func:`poi_interval`); with ``per_env`` (the default)
+    each env gets its own row as well, unless the claim names a single env (its row would
+    repeat the pooled one). An env where a side has no value is ``undecided`` with the detail
+    naming what is missing; the pooled row then uses only the envs with values on both sides
+    and names the envs it left out. ``seeds`` is the fewest seeds in any (env, method) cell.
+
+    Beside each interval: ``p_rank``, the two-sided permutation p of the same statistic
+    (:func:`rank_test_p`; ``p_rank_exact`` where every split was enumerated) and ``p_holm``,
+    Holm's adjustment over the claim's comparisons of the same yardstick and kind of scope
+    (its pooled rows form one family, its per-env rows another). ``agreement``: the share of
+    ``stability_seeds`` bootstrap seeds (``seed``, ``seed + 1``, ...) that give the same
+    verdict. Raises ValueError on a malformed claim (:func:`check_claims`).
     """
     problems = check_claims(claims, None, None)
     if problems:
         raise ValueError("bad claims: " + "; ".join(problems))
+    scores = with_policy_returns(scores)
+    boot_seeds = [seed + k for k in range(max(1, stability_seeds))]
     rows = []
     for claim in claims:
         kind = claim.get("kind", "better")
         margin = float(claim.get("margin", DEFAULT_MARGIN))
-        envs, metric = _names(claim["envs"]), str(claim["metric"])
-        base = {
-            "claim": str(claim["id"]),
-            "statement": str(claim.get("statement", "")),
-            "metric": metric,
-            "kind": kind,
-        }
-        for b in _names(claim["better"]):
-            for w in _names(claim["worse"]):
-                cells = {
-                    e: (_cell(scores, e, b, metric), _cell(scores, e, w, metric)) for e in envs
-                }
-                env_rows = []
-                for e, ((x, miss_x), (y, miss_y)) in cells.items():
-                    if miss_x or miss_y:
-                        missing = "; ".join(t for t in (miss_x, miss_y) if t)
-                        stat = (0, math.nan, math.nan, math.nan, "undecided", missing)
-                    else:
-                        point, low, high = poi_interval([x], [y], confidence, samples, seed)
-                        n = min(len(x), len(y))
-                        stat = (n, point, low, high, *verdict(kind, point, low, high, n, margin))
-                    env_rows.append((e, stat))
-                used = [e for e, (n, *_) in env_rows if n > 0]
-                left_out = [(e, s[-1]) for e, s in env_rows if s[0] == 0]
-                if used:
-                    xs = [cells[e][0][0] for e in used]
-                    ys = [cells[e][1][0] for e in used]
-                    point, low, high = poi_interval(xs, ys, confidence, samples, seed)
-                    n = min(min(len(x), len(y)) for x, y in zip(xs, ys, strict=True))
-                    pooled = [n, point, low, high, *verdict(kind, point, low, high, n, margin)]
-                    if left_out:
-                        pooled[-1] += "; left out of the pool: " + "; ".join(
-                            why for _, why in left_out
-                        )
-                else:
-                    pooled = [
-                        0,
-                        math.nan,
-                        math.nan,
-                        math.nan,
-                        "undecided",
-                        f"no env has values of both {b} and {w}: "
-                        + "; ".join(why for _, why in left_out),
-                    ]
-                scoped = [(POOLED, pooled)]
-                if claim.get("per_env", True) and len(envs) > 1:
-                    scoped += env_rows
-                for scope, (n, point, low, high, v, detail) in scoped:
-                    rows.append(
-                        {
-                            **base,
-                            "scope": scope,
-                            "better": b,
-                            "worse": w,
-                            "seeds": int(n),
-                            "p_improvement": point,
-                            "ci_low": low,
-                            "ci_high": high,
-                            "verdict": v,
-                            "detail": detail,
-                        }
+        envs = _names(claim["envs"])
+        for yardstick, metric in yardstick_metrics(str(claim["metric"])).items():
+            family = []
+            for b in _names(claim["better"]):
+                for w in _names(claim["worse"]):
+                    cells = {
+                        e: (_cell(scores, e, b, metric), _cell(scores, e, w, metric)) for e in envs
+                    }
+                    scoped = _comparison(
+                        kind, margin, cells, (b, w), confidence, samples, boot_seeds
                     )
+                    if not (claim.get("per_env", True) and len(envs) > 1):
+                        scoped = scoped[:1]
+                    for scope, (n, point, low, high, v, detail, p, exact, agree) in scoped:
+                        family.append(
+                            {
+                                "claim": str(claim["id"]),
+                                "statement": str(claim.get("statement", "")),
+                                "yardstick": yardstick,
+                                "scope": scope,
+                                "better": b,
+                                "worse": w,
+                                "metric": metric,
+                                "kind": kind,
+                                "seeds": int(n),
+                                "p_improvement": point,
+                                "ci_low": low,
+                                "ci_high": high,
+                                "verdict": v,
+                                "detail": detail,
+                                "p_rank": p,
+                                "p_rank_exact": bool(exact),
+                                "agreement": agree,
+                            }
+                        )
+            for pooled in (True, False):
+                members = [r for r in family if (r["scope"] == POOLED) == pooled]
+                for r, adjusted in zip(members, holm([r["p_rank"] for r in members]), strict=True):
+                    r["p_holm"] = adjusted
+            rows += family
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def _overall(verdicts: Sequence[str]) -> str:
+    """fails if any fails, holds if all hold, else undecided."""
+    if "fails" in verdicts:
+        return "fails"
+    return "holds" if verdicts and all(v == "holds" for v in verdicts) else "undecided"
+
+
+def per_env_text(rows: pd.DataFrame) -> str:
+    """'holds on X; fails on Y; undecided on Z' from a claim's per-env rows of one yardstick
+    (an env holds if every pair holds there, fails if any fails); "" without per-env rows."""
+    envs = rows[rows["scope"] != POOLED]
+    by_verdict: dict[str, list[str]] = {v: [] for v in VERDICTS}
+    for env, group in envs.groupby("scope", sort=False):
+        by_verdict[_overall(list(group["verdict"]))].append(str(env))
+    return "; ".join(f"{v} on {', '.join(e)}" for v, e in by_verdict.items() if e)
 
 
 def claim_verdicts(results: pd.DataFrame) -> pd.DataFrame:
     """One row per claim (in the order of ``results``): its verdict from the pooled (``all``)
-    rows of all its (better, worse) pairs: ``holds`` if every pair holds, ``fails`` if any
-    pair fails, else ``undecided``; with the counts of each and a sentence saying them.
+    rows of all its (better, worse) pairs on the claim's own yardstick (``deterministic``):
+    ``holds`` if every pair holds, ``fails`` if any pair fails, else ``undecided``; with the
+    counts of each and a sentence saying them; ``per_env`` ("holds on X; fails on Y"); the
+    verdict on each other yardstick (``verdict_sampled``, ``verdict_training``; "" where the
+    claim's metric has none) and ``yardstick_note``, a line saying so when the verdict
+    changes with the yardstick ("" when it does not).
 
-    Columns: claim, statement, verdict, holds, fails, undecided, comparisons, counts.
+    Columns: claim, statement, verdict, holds, fails, undecided, comparisons, counts, per_env,
+    verdict_sampled, verdict_training, yardstick_note.
     """
-    pooled = results[results["scope"] == POOLED]
+    if "yardstick" not in results:
+        results = results.assign(yardstick=PRIMARY)
     rows = []
-    for claim, group in pooled.groupby("claim", sort=False):
-        counts = {v: int((group["verdict"] == v).sum()) for v in VERDICTS}
-        total = len(group)
-        if counts["fails"]:
-            overall = "fails"
-        elif counts["holds"] == total:
-            overall = "holds"
-        else:
-            overall = "undecided"
+    for claim, all_rows in results.groupby("claim", sort=False):
+        by_yardstick = {}
+        for yardstick, group in all_rows.groupby("yardstick", sort=False):
+            pooled = group[group["scope"] == POOLED]
+            by_yardstick[yardstick] = _overall(list(pooled["verdict"]))
+        primary = all_rows[all_rows["yardstick"] == PRIMARY]
+        pooled = primary[primary["scope"] == POOLED]
+        counts = {v: int((pooled["verdict"] == v).sum()) for v in VERDICTS}
+        total = len(pooled)
+        note = ""
+        if len(set(by_yardstick.values())) > 1:
+            note = "the verdict changes with the yardstick: " + ", ".join(
+                f"{v} on the {y} one" for y, v in by_yardstick.items()
+            )
         rows.append(
             {
                 "claim": claim,
-                "statement": group["statement"].iloc[0],
-                "verdict": overall,
+                "statement": all_rows["statement"].iloc[0],
+                "verdict": by_yardstick.get(PRIMARY, "undecided"),
                 **counts,
                 "comparisons": total,
                 "counts": (
                     f"{counts['holds']} of {total} comparisons hold, {counts['fails']} fail, "
                     f"{counts['undecided']} undecided"
                 ),
+                "per_env": per_env_text(primary),
+                "verdict_sampled": by_yardstick.get("sampled", ""),
+                "verdict_training": by_yardstick.get("training", ""),
+                "yardstick_note": note,
             }
         )
-    columns = ["claim", "statement", "verdict", *VERDICTS, "comparisons", "counts"]
+    columns = [
+        "claim",
+        "statement",
+        "verdict",
+        *VERDICTS,
+        "comparisons",
+        "counts",
+        "per_env",
+        "verdict_sampled",
+        "verdict_training",
+        "yardstick_note",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -628,6 +818,43 @@ def _p_with_ci(point: float, low: float, high: float) -> str:
     return text
 
 
+def _p_value(p: float, exact: bool) -> str:
+    if not math.isfinite(p):
+        return ""
+    return (f"{p:.3f}" if p >= 0.001 else "< 0.001") + ("" if exact else " (sampled)")
+
+
+def _by_yardstick(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (claim, scope, pair): 'P [CI] verdict' on each yardstick."""
+    key = ["claim", "scope", "better", "worse"]
+    cells = results.assign(
+        shown=[
+            f"{_p_with_ci(p, lo, hi)} {v}".strip()
+            for p, lo, hi, v in zip(
+                results["p_improvement"],
+                results["ci_low"],
+                results["ci_high"],
+                results["verdict"],
+                strict=True,
+            )
+        ]
+    )
+    wide = cells.pivot_table(index=key, columns="yardstick", values="shown", aggfunc="first")
+    order = cells[key].drop_duplicates()
+    wide = order.merge(wide.reset_index(), on=key, how="left")
+    columns = [y for y in ("deterministic", "sampled", "training") if y in wide]
+    return pd.DataFrame(
+        {
+            "claim": wide["claim"],
+            "scope": wide["scope"],
+            "comparison": [
+                f"{b} vs {w}" for b, w in zip(wide["better"], wide["worse"], strict=True)
+            ],
+            **{y: wide[y].fillna("") for y in columns},
+        }
+    )
+
+
 def claims_markdown(
     results: pd.DataFrame,
     verdicts: pd.DataFrame,
@@ -646,28 +873,37 @@ def claims_markdown(
             "statement": verdicts["statement"],
             "verdict": [f"**{v}**" for v in verdicts["verdict"]],
             "comparisons": verdicts["counts"],
+            "per env": verdicts["per_env"],
+            "other yardsticks": verdicts["yardstick_note"].fillna(""),
         }
     )
+    primary = results[results["yardstick"] == PRIMARY]
     comparisons = pd.DataFrame(
         {
-            "claim": results["claim"],
-            "scope": results["scope"],
+            "claim": primary["claim"],
+            "scope": primary["scope"],
             "comparison": [
                 f"{b} {'vs' if k == 'better' else '~'} {w}"
                 for b, w, k in zip(
-                    results["better"], results["worse"], results["kind"], strict=True
+                    primary["better"], primary["worse"], primary["kind"], strict=True
                 )
             ],
-            "metric": results["metric"],
-            "seeds": results["seeds"],
+            "metric": primary["metric"],
+            "seeds": primary["seeds"],
             f"P(better > worse) [{pct} CI]": [
                 _p_with_ci(p, lo, hi)
                 for p, lo, hi in zip(
-                    results["p_improvement"], results["ci_low"], results["ci_high"], strict=True
+                    primary["p_improvement"], primary["ci_low"], primary["ci_high"], strict=True
                 )
             ],
-            "verdict": results["verdict"],
-            "detail": results["detail"],
+            "rank-test p": [
+                _p_value(p, e)
+                for p, e in zip(primary["p_rank"], primary["p_rank_exact"], strict=True)
+            ],
+            "Holm p": [_p_value(p, True) for p in primary["p_holm"]],
+            "verdict": primary["verdict"],
+            "bootstrap seeds agreeing": [f"{a:.0%}" for a in primary["agreement"]],
+            "detail": primary["detail"],
         }
     )
     lines = [f"## {title}", ""]
@@ -677,9 +913,18 @@ def claims_markdown(
         markdown_table(claims_table),
         "",
         "A claim holds if every one of its comparisons, pooled over its envs, holds; it fails "
-        "if any fails; otherwise it is undecided.",
+        "if any fails; otherwise it is undecided. 'per env' says the same env by env. The "
+        "verdicts are those of the claim's own yardstick (the final policy's evaluation, "
+        "deterministic actions); 'other yardsticks' says where another changes it.",
         "",
         markdown_table(comparisons),
+        "",
+        "**The same comparisons on three yardsticks** (claims on a return; a claim on forward "
+        "reward has one): "
+        + "; ".join(f"{y}: {label}" for y, label in YARDSTICK_LABELS.items())
+        + ".",
+        "",
+        markdown_table(_by_yardstick(results)),
         "",
         "**How these are decided.** P(better > worse) is the probability of improvement: the "
         "fraction of pairs (a seed of the first method, a seed of the second, on the same env) "
@@ -692,7 +937,13 @@ def claims_markdown(
         "holds if the interval lies within 0.5 +- its margin (default 0.25) and fails if it "
         "lies entirely outside on one side; anything else is undecided, and the detail says "
         "about how many seeds would decide it, assuming the interval narrows like 1/sqrt(n) "
-        "around the same point.",
+        "around the same point. The rank-test p is the two-sided permutation p of the same "
+        "statistic (seeds exchanged between the two methods within each env; exact where "
+        "every split was enumerated, e.g. 252 for one env of 5 vs 5 seeds, else 20,000 random "
+        "splits); it tests 'no difference', not a direction or an 'alike' margin. Holm p "
+        "adjusts it for the number of comparisons the claim makes (Holm's step-down, its "
+        "pooled rows one family, its per-env rows another). 'bootstrap seeds agreeing' is the "
+        "share of bootstrap seeds that give the same verdict.",
         "",
     ]
     return "\n".join(lines)
