@@ -175,19 +175,26 @@ def paper_budget(env: str) -> int | None:
     return int(paper["iterations"]) * int(paper["steps_per_iter"])
 
 
+def budget_is_ours(env: str) -> bool:
+    """Whether the ``paper`` preset's budget of ``env`` is this project's (the paper gives
+    none: cart-pole; an env not in the paper), from envs.yaml's ``budget_source``."""
+    return (load_preset("envs").get(env) or {}).get("budget_source", "paper") == "ours"
+
+
 def budget_text(env: str, env_steps: float) -> str:
-    """A run's budget as a share of the paper's: ``250K steps (0.6% of the paper's)``."""
+    """A run's budget as a share of the paper's: ``250K steps (0.12% of the paper's 200M)``;
+    where the paper gives none, of our preset's: ``500K steps (25% of our preset's 2M; the
+    paper gives none)``."""
     if not math.isfinite(env_steps):
         return ""
     text = f"{_steps(env_steps)} steps"
     paper = paper_budget(env)
     if paper:
         share = 100.0 * env_steps / paper
-        text += (
-            f" ({share:.0f}% of the paper's {_steps(paper)})"
-            if share >= 10
-            else (f" ({share:.2g}% of the paper's {_steps(paper)})")
-        )
+        whose = "our preset's" if budget_is_ours(env) else "the paper's"
+        tail = "; the paper gives none" if budget_is_ours(env) else ""
+        shown = f"{share:.0f}" if share >= 10 else f"{share:.2g}"
+        text += f" ({shown}% of {whose} {_steps(paper)}{tail})"
     return text
 
 
