@@ -604,7 +604,10 @@ def test_the_report_opens_with_the_answer(smoke):
     # the start page: the claims and verdicts, the budget share, the comparison, the figure
     assert "The paper's claims" in start and 'class="verdict-undecided">undecided<' in start
     assert "Budget per run, as a share of the paper's" in start
-    assert "InvertedPendulum-v5: 1.76K steps (0.088% of our preset's 2M; the paper gives none)" in start
+    assert (
+        "InvertedPendulum-v5: 1.76K steps (0.088% of our preset's 2M; the paper gives none)"
+        in start
+    )
     assert "<td>InvertedPendulum-v5</td>" in start and "<td>trpo-single-path</td>" in start
     assert "data:image/png;base64," in start  # figure4, embedded
     assert start.index("The paper's claims") < start.index("trpo-bench reproduces")

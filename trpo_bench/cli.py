@@ -130,6 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("results", help="a grid's results root, e.g. results/long")
     publish.add_argument("dest", help="the folder to commit, e.g. docs/reproduction/long/runs")
+    ablations = sub.add_parser(
+        "ablations",
+        help="decide the ablation grids from their committed runs (docs/reproduction/ablations.md)",
+        description=(
+            "For each ablation grid file (its `ablation` and `committed_runs` entries), compare "
+            "every swept value with the baseline on the committed runs and write the page "
+            "(OUT) and its table (OUT with .csv)."
+        ),
+    )
+    ablations.add_argument(
+        "grids", nargs="+", help="ablation grid files, e.g. config/ablation-*.yaml"
+    )
+    ablations.add_argument(
+        "--out", default="docs/reproduction/ablations.md", help="the page to write"
+    )
     return parser
 
 
@@ -229,6 +244,31 @@ def warn_threads(threads: int) -> None:
         )
 
 
+def write_ablations(grid_files: Sequence[str], out: Path) -> int:
+    """``trpo-bench ablations``: the page of :mod:`trpo_bench.analysis.ablations`."""
+    import pandas as pd
+
+    from trpo_bench.analysis import ablations
+
+    sections, tables = [], []
+    for grid_file in grid_files:
+        grid = read_yaml_file(grid_file)
+        if not isinstance(grid, dict) or not isinstance(grid.get("ablation"), dict):
+            raise ConfigError(f"{grid_file} has no `ablation` entry: give an ablation grid file")
+        spec, folder = grid["ablation"], grid.get("committed_runs") or ""
+        if not folder:
+            raise ConfigError(f"{grid_file} names no committed_runs folder to read the runs from")
+        runs = ablations.committed_summaries(folder)
+        table = ablations.ablation_table(Path(grid_file).stem, spec, runs)
+        sections.append((grid_file, spec, table, ablations.provenance_text(runs)))
+        tables.append(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(ablations.ablations_markdown(sections))
+    pd.concat(tables, ignore_index=True).to_csv(out.with_suffix(".csv"), index=False)
+    print(f"wrote {out} and {out.with_suffix('.csv')}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -243,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "status":
             return run_status(args)
+        if args.command == "ablations":
+            return write_ablations(args.grids, Path(args.out))
         if args.command == "publish":
             if not (Path(args.results) / "runs").is_dir():
                 raise ConfigError(f"{args.results!r} holds no runs/ folder: give a results root")

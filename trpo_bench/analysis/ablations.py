@@ -1,0 +1,212 @@
+"""Ablations: each explanation the reproduction gives, tested by runs and decided.
+
+An ablation grid (``config/ablation-*.yaml``, read on top of ``config/claims.yaml``) sweeps one
+key of one or more methods; its ``ablation`` entry says the question, the explanation it tests,
+the methods, the key and the baseline value (the claims grid's). Its finished runs are
+committed (``committed_runs``; ``trpo-bench publish``), and :func:`ablation_table` decides, per
+env and method, whether each other value beats the baseline on the final evaluation return:
+P(value > baseline) with a bootstrap interval, the exact rank-test p and a verdict, as the
+claims are decided (``trpo_bench.analysis.claims``). :func:`conclusion` says in one sentence
+what the data say of the explanation: *supported* where some value beats the baseline,
+*contradicted* where a value loses to it and none beats it, *undecided* otherwise.
+
+Read from the committed files only (summary.json: JSON; nothing executed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trpo_bench.analysis.claims import poi_interval, rank_test_p, verdict
+from trpo_bench.analysis.tables import markdown_table
+from trpo_bench.run.files import SUMMARY_FILE
+
+COLUMNS = [
+    "ablation",
+    "env",
+    "method",
+    "key",
+    "value",
+    "baseline",
+    "seeds",
+    "mean",
+    "min",
+    "max",
+    "baseline_mean",
+    "p_improvement",
+    "ci_low",
+    "ci_high",
+    "p_rank",
+    "verdict",
+]
+
+
+def committed_summaries(folder: str | Path) -> pd.DataFrame:
+    """One row per completed committed run under ``folder``: env, method, seed, its resolved
+    config (``config``), every numeric figure of its summary, git_commit and machine."""
+    rows = []
+    for path in sorted(Path(folder).glob(f"**/{SUMMARY_FILE}")):
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        if summary.get("status") != "completed":
+            continue
+        row = {k: v for k, v in summary.items() if isinstance(v, int | float) and k != "seed"}
+        row |= {
+            "env": summary["env"],
+            "method": summary["method"],
+            "seed": int(summary["seed"]),
+            "config": summary.get("config", {}),
+            "git_commit": str(summary.get("git_commit", "unknown")),
+            "machine": str(summary.get("machine", "unknown")),
+        }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(float(a), float(b), rel_tol=1e-12)
+    return a == b
+
+
+def ablation_table(
+    name: str, spec: Mapping[str, Any], runs: pd.DataFrame, samples: int = 10_000, seed: int = 0
+) -> pd.DataFrame:
+    """Per env, method and non-baseline value of ``spec['key']``: the value's and the
+    baseline's final scores and P(value > baseline) decided as a ``better`` claim (columns
+    :data:`COLUMNS`). ``runs`` is :func:`committed_summaries`."""
+    key, baseline = spec["key"], spec["baseline"]
+    metric = spec.get("metric", "final_eval_return")
+    methods = [spec["methods"]] if isinstance(spec["methods"], str) else list(spec["methods"])
+    rows = []
+    if runs.empty:
+        return pd.DataFrame(rows, columns=COLUMNS)
+    values = runs["config"].map(lambda c: c.get(key))
+    for (env, method), group in runs[runs["method"].isin(methods)].groupby(
+        ["env", "method"], sort=False
+    ):
+        vals = values[group.index]
+        base = group.loc[[_same(v, baseline) for v in vals], metric].to_numpy(float)
+        others = list(dict.fromkeys(v for v in vals if not _same(v, baseline)))
+        for value in others:
+            x = group.loc[[_same(v, value) for v in vals], metric].to_numpy(float)
+            n = min(len(x), len(base))
+            point, low, high = poi_interval([x], [base], 0.95, samples, seed)
+            v, _ = verdict("better", point, low, high, n)
+            p_rank, _ = rank_test_p([x], [base], seed)
+            rows.append(
+                {
+                    "ablation": name,
+                    "env": env,
+                    "method": method,
+                    "key": key,
+                    "value": value,
+                    "baseline": baseline,
+                    "seeds": n,
+                    "mean": float(np.mean(x)) if len(x) else math.nan,
+                    "min": float(np.min(x)) if len(x) else math.nan,
+                    "max": float(np.max(x)) if len(x) else math.nan,
+                    "baseline_mean": float(np.mean(base)) if len(base) else math.nan,
+                    "p_improvement": point,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "p_rank": p_rank,
+                    "verdict": v,
+                }
+            )
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def conclusion(spec: Mapping[str, Any], table: pd.DataFrame) -> str:
+    """One sentence: what the ablation's comparisons say of its explanation."""
+    explanation = spec["explanation"]
+    if table.empty:
+        return f"No finished runs yet: {explanation} is untested."
+    won = table[table["verdict"] == "holds"]
+    lost = table[table["verdict"] == "fails"]
+
+    def where(rows: pd.DataFrame) -> str:
+        return "; ".join(
+            f"{r.method} with {r.key} = {r.value} on {r.env} "
+            f"(P = {r.p_improvement:.2f}, {r.mean:.0f} against {r.baseline_mean:.0f})"
+            for r in rows.itertuples()
+        )
+
+    if len(won):
+        return (
+            f"The data support {explanation} as a cause: against {spec['key']} = "
+            f"{spec['baseline']}, {where(won)}."
+        )
+    if len(lost):
+        return (
+            f"The data contradict {explanation} as a cause: no other {spec['key']} beats "
+            f"{spec['baseline']}, and {where(lost)} does worse."
+        )
+    return (
+        f"Undecided: no other {spec['key']} beats or loses to {spec['baseline']} at "
+        f"{int(table['seeds'].min())} seeds; {explanation} is neither supported nor rejected."
+    )
+
+
+def ablations_markdown(sections: Sequence[tuple[str, Mapping[str, Any], pd.DataFrame, str]]) -> str:
+    """The page: per ablation, its question, its table and its one-sentence conclusion.
+    ``sections`` holds (grid file, ablation spec, :func:`ablation_table`, provenance line)."""
+    lines = [
+        "# Ablations: each explanation tested by runs",
+        "",
+        "Generated by `trpo-bench ablations` from the committed runs of each ablation grid "
+        "(`config/ablation-*.yaml`, read on top of `config/claims.yaml`: the claims grid's "
+        "budgets and settings, one key changed). Each value is compared with the claims "
+        "grid's (the baseline) on the final evaluation return (deterministic, 5 episodes) as "
+        "a claim is: P(value > baseline) over the seed pairs with a 95% stratified bootstrap "
+        "interval (holds above 0.5, fails below), and the exact two-sided rank-test p "
+        "(252 splits for 5 vs 5 seeds).",
+        "",
+    ]
+    for grid_file, spec, table, provenance in sections:
+        lines += [f"## {spec['question']}", "", f"`{grid_file}`; {provenance}", ""]
+        if len(table):
+            shown = pd.DataFrame(
+                {
+                    "env": table["env"],
+                    "method": table["method"],
+                    spec["key"]: [
+                        f"{v} vs {b}"
+                        for v, b in zip(table["value"], table["baseline"], strict=True)
+                    ],
+                    "seeds": table["seeds"],
+                    "final return, value: mean (range)": [
+                        f"{m:.1f} ({lo:.1f} to {hi:.1f})"
+                        for m, lo, hi in zip(table["mean"], table["min"], table["max"], strict=True)
+                    ],
+                    "baseline mean": [f"{m:.1f}" for m in table["baseline_mean"]],
+                    "P(value > baseline) [CI]": [
+                        f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
+                        for p, lo, hi in zip(
+                            table["p_improvement"], table["ci_low"], table["ci_high"], strict=True
+                        )
+                    ],
+                    "rank-test p": [f"{p:.3f}" for p in table["p_rank"]],
+                    "verdict": table["verdict"],
+                }
+            )
+            lines += [markdown_table(shown), ""]
+        lines += [f"**{conclusion(spec, table)}**", ""]
+    return "\n".join(lines)
+
+
+def provenance_text(runs: pd.DataFrame) -> str:
+    """How many committed runs, from which commits and machines."""
+    if runs.empty:
+        return "no committed runs"
+    commits = ", ".join(f"`{c[:12]}`" for c in sorted(set(runs["git_commit"])))
+    machines = "; ".join(sorted(set(runs["machine"])))
+    return f"{len(runs)} committed runs, commit {commits}, on {machines}"
