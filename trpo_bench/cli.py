@@ -145,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     ablations.add_argument(
         "--out", default="docs/reproduction/ablations.md", help="the page to write"
     )
+    long_runs = sub.add_parser(
+        "long-runs",
+        help="the long runs' page from their committed runs (docs/reproduction/long.md)",
+        description="Write the page of a long grid (config/long.yaml) from its committed runs.",
+    )
+    long_runs.add_argument("grid", help="the long grid file, config/long.yaml")
+    long_runs.add_argument("--out", default="docs/reproduction/long.md", help="the page to write")
+    long_runs.add_argument(
+        "--short-runs",
+        default="docs/reproduction/runs.csv",
+        help="the claims grid's run table, for the same methods at the shorter budget",
+    )
     return parser
 
 
@@ -269,6 +281,27 @@ def write_ablations(grid_files: Sequence[str], out: Path) -> int:
     return 0
 
 
+def write_long_runs(grid_file: str, out: Path, short_runs: Path) -> int:
+    """``trpo-bench long-runs``: the page of :mod:`trpo_bench.analysis.long_runs`."""
+    import pandas as pd
+    import yaml
+
+    from trpo_bench.analysis.long_runs import write_long_page
+
+    root = Path(__file__).resolve().parents[1] / "config"
+    grid = read_yaml_file(root / "config.yaml") if (root / "config.yaml").is_file() else {}
+    grid = {**grid, **read_yaml_file(grid_file)}  # the long grid is read on top of the full one
+    if not grid.get("committed_runs"):
+        raise ConfigError(f"{grid_file} names no committed_runs folder to read the runs from")
+    reference_file = root.parent / grid.get("reference", "config/reference.yaml")
+    reference = yaml.safe_load(reference_file.read_text()) if reference_file.is_file() else {}
+    short = pd.read_csv(short_runs) if short_runs.is_file() else pd.DataFrame()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    page = write_long_page(grid, grid_file, short, reference, out)
+    print(f"wrote {page}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -285,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_status(args)
         if args.command == "ablations":
             return write_ablations(args.grids, Path(args.out))
+        if args.command == "long-runs":
+            return write_long_runs(args.grid, Path(args.out), Path(args.short_runs))
         if args.command == "publish":
             if not (Path(args.results) / "runs").is_dir():
                 raise ConfigError(f"{args.results!r} holds no runs/ folder: give a results root")
