@@ -3,9 +3,10 @@
 import json
 
 import pandas as pd
+import pytest
 
-from trpo_bench.analysis import claims
-from trpo_bench.analysis.reproduction import DISCUSSION, write_report
+from trpo_bench.analysis import claims, prose
+from trpo_bench.analysis.reproduction import DISCUSSION, refresh_report, write_report
 
 CLAIMS = [
     {
@@ -55,7 +56,8 @@ def test_report_states_the_commit_budget_and_each_verdict_beside_the_paper(tmp_p
     assert "4 of 4 planned runs completed" in text
     assert "- **The paper:** A was best. (sec. 8.1)" in text
     assert "- **Here: HOLDS**" in text  # every seed of a beat every seed of b
-    assert "| all | a > b | 2 | 1.00 [1.00, 1.00] | holds |" in text
+    # 2 vs 2 seeds: 6 splits, 2 as extreme (p = 0.333; Holm over one comparison: the same)
+    assert "| all | a > b | 2 | 1.00 [1.00, 1.00] | 0.333 (Holm 0.333) | holds | 100% |" in text
     assert (out / DISCUSSION).read_text() == "why: budgets\n"  # kept by hand, never rewritten
     assert (out / "claims.csv").exists() and (out / "runs.csv").exists()
 
@@ -66,3 +68,65 @@ def test_report_says_when_runs_come_from_several_commits(tmp_path):
     text = write_report(res, grid, tmp_path / "docs", "g.yaml", "cmd", ["Hopper-v5"]).read_text()
     assert "more than one commit: not one experiment" in text
     assert "uncommitted changes" in text
+
+
+def test_a_refreshed_page_keeps_the_runs_header_and_re_decides_from_its_tables(tmp_path):
+    res = _results(tmp_path, ["abc123"])
+    out = tmp_path / "docs"
+    grid = {"methods": ["a", "b"], "seeds": [0, 1, 2, 3], "claims": CLAIMS}
+    write_report(res, grid, out, "g.yaml", "cmd", ["Hopper-v5"])
+    pd.DataFrame([{"env": "Hopper-v5", "method": m, "variant": m} for m in "ab"]).to_csv(
+        out / "comparison.csv", index=False
+    )
+    runs = pd.read_csv(out / "runs.csv").assign(variant=lambda r: r["method"])
+    runs.to_csv(out / "runs.csv", index=False)
+    (out / "discussion.template.md").write_text(
+        "<!-- facts\n2: the seeds per method\n-->\n"
+        "a scores {{runs mean Hopper-v5 a final_eval_return}} with 2 seeds; "
+        "P = {{comparisons p 1 all a b}}, {{claims verdict 1}}.\n"
+    )
+    text = refresh_report(out, grid, "g.yaml", "cmd2", {}).read_text()
+    assert "| commit of the runs | `abc123` |" in text  # from the page: no run folder here
+    assert "- **Here: HOLDS**" in text
+    assert (out / DISCUSSION).read_text().endswith("a scores 105 with 2 seeds; P = 1.00, holds.\n")
+    assert "[discussion.md](discussion.md)" in text
+
+
+def test_prose_reads_every_result_from_the_tables_and_lists_every_other_number():
+    runs = pd.DataFrame(
+        {"env": ["E", "E"], "variant": ["m", "m"], "ret": [1.0, 3.0], "fwd": [0.5, 1.0]}
+    )
+    tables = {"runs": runs}
+    assert (
+        prose.render("{{runs mean E m ret}} ({{runs range E m ret-fwd}})", tables) == "2 (0 to 2)"
+    )
+    assert prose.render("{{runs mean E m ret fmt=.1f}}", tables) == "2.0"
+    with pytest.raises(ValueError, match="runs mean E x ret"):
+        prose.render("{{runs mean E x ret}}", tables)  # no such rows: never a made-up number
+    template = (
+        "<!-- facts\n0.99: the paper's discount\n-->\ngamma 0.99, claim 1, Table 2, 1,560 and 25%"
+    )
+    assert prose.unlisted_numbers(template) == ["1,560", "25%"]
+    assert prose.render(template, tables).startswith("gamma 0.99")
+
+
+def test_the_committed_discussion_states_no_number_its_tables_do_not_hold():
+    """docs/reproduction/discussion.md is rendered from its template: every result in it is a
+    placeholder read from the folder's CSVs, every other number is listed with its source, and
+    rendering the template again gives the committed page (it cannot drift from its data)."""
+    from pathlib import Path
+
+    from trpo_bench.analysis.reproduction import DISCUSSION_TEMPLATE, render_discussion
+
+    folder = Path(__file__).resolve().parents[1] / "docs" / "reproduction"
+    template = (folder / DISCUSSION_TEMPLATE).read_text()
+    assert prose.unlisted_numbers(template) == []
+    committed = (folder / DISCUSSION).read_text()
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "reproduction"
+        shutil.copytree(folder, copy)
+        (copy / DISCUSSION).unlink()
+        assert render_discussion(copy).read_text() == committed

@@ -157,6 +157,23 @@ def build_parser() -> argparse.ArgumentParser:
         default="docs/reproduction/runs.csv",
         help="the claims grid's run table, for the same methods at the shorter budget",
     )
+    refresh = sub.add_parser(
+        "refresh-report",
+        help="re-decide a committed reproduction page from its own run table",
+        description=(
+            "Re-decide the claims of a committed reproduction folder (docs/reproduction) from "
+            "its runs.csv and comparison.csv with this commit's statistics, re-render its "
+            "discussion from discussion.template.md and rewrite README.md, keeping the runs' "
+            "header (commit, machine, software, time). For when the run folders are gone; "
+            "with them, the workflow's rule reproduction rewrites the whole folder."
+        ),
+    )
+    refresh.add_argument("folder", help="the committed folder, e.g. docs/reproduction")
+    refresh.add_argument(
+        "--configfile",
+        default="config/claims.yaml",
+        help="its grid, read on top of config/config.yaml",
+    )
     return parser
 
 
@@ -281,6 +298,32 @@ def write_ablations(grid_files: Sequence[str], out: Path) -> int:
     return 0
 
 
+def read_grid(grid_file: str) -> dict:
+    """A grid file read on top of config/config.yaml, as Snakemake merges them."""
+    from snakemake.utils import update_config
+
+    root = Path(__file__).resolve().parents[1] / "config"
+    grid = read_yaml_file(root / "config.yaml") if (root / "config.yaml").is_file() else {}
+    update_config(grid, read_yaml_file(grid_file))
+    return grid
+
+
+def refresh_committed_report(folder: Path, grid_file: str) -> int:
+    """``trpo-bench refresh-report``: :func:`trpo_bench.analysis.reproduction.refresh_report`."""
+    import yaml
+
+    from trpo_bench.analysis.reproduction import refresh_report
+
+    if not (folder / "runs.csv").is_file() or not (folder / "README.md").is_file():
+        raise ConfigError(f"{str(folder)!r} holds no runs.csv and README.md of a reproduction")
+    grid = read_grid(grid_file)
+    reference = Path(__file__).resolve().parents[1] / grid.get("reference", "config/reference.yaml")
+    norm = (yaml.safe_load(reference.read_text()) or {}).get("normalization", {})
+    command = f"trpo-bench refresh-report {folder} --configfile {grid_file}"
+    print(f"wrote {refresh_report(folder, grid, grid_file, command, norm)}")
+    return 0
+
+
 def write_long_runs(grid_file: str, out: Path, short_runs: Path) -> int:
     """``trpo-bench long-runs``: the page of :mod:`trpo_bench.analysis.long_runs`."""
     import pandas as pd
@@ -288,12 +331,12 @@ def write_long_runs(grid_file: str, out: Path, short_runs: Path) -> int:
 
     from trpo_bench.analysis.long_runs import write_long_page
 
-    root = Path(__file__).resolve().parents[1] / "config"
-    grid = read_yaml_file(root / "config.yaml") if (root / "config.yaml").is_file() else {}
-    grid = {**grid, **read_yaml_file(grid_file)}  # the long grid is read on top of the full one
+    grid = read_grid(grid_file)
     if not grid.get("committed_runs"):
         raise ConfigError(f"{grid_file} names no committed_runs folder to read the runs from")
-    reference_file = root.parent / grid.get("reference", "config/reference.yaml")
+    reference_file = Path(__file__).resolve().parents[1] / grid.get(
+        "reference", "config/reference.yaml"
+    )
     reference = yaml.safe_load(reference_file.read_text()) if reference_file.is_file() else {}
     short = pd.read_csv(short_runs) if short_runs.is_file() else pd.DataFrame()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -320,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return write_ablations(args.grids, Path(args.out))
         if args.command == "long-runs":
             return write_long_runs(args.grid, Path(args.out), Path(args.short_runs))
+        if args.command == "refresh-report":
+            return refresh_committed_report(Path(args.folder), args.configfile)
         if args.command == "publish":
             if not (Path(args.results) / "runs").is_dir():
                 raise ConfigError(f"{args.results!r} holds no runs/ folder: give a results root")

@@ -685,6 +685,8 @@ def normalized_scores(
     reference (a random policy), 1 the ``high`` one (the best published score). Same index as
     ``scores``, named ``score``; NaN stays NaN. Raises ValueError if an env of ``scores`` has
     no reference or low == high."""
+    if scores.empty:
+        return pd.Series(index=scores.index, dtype=float, name="score")
     envs = list(dict.fromkeys(scores["env"]))
     missing = [e for e in envs if e not in low or e not in high]
     if missing:
