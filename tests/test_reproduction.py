@@ -130,3 +130,19 @@ def test_the_committed_discussion_states_no_number_its_tables_do_not_hold():
         shutil.copytree(folder, copy)
         (copy / DISCUSSION).unlink()
         assert render_discussion(copy).read_text() == committed
+
+
+def test_the_readme_states_only_numbers_the_reproduction_pages_hold():
+    """README's "What it finds" paragraph summarises docs/reproduction/: every number it
+    quotes must stand on one of that folder's pages (which read theirs from the tables)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    start = readme.index("**What it finds:**")
+    paragraph = readme[start : readme.index("\n\n", start)]
+    pages = " ".join(p.read_text() for p in (root / "docs/reproduction").glob("*.md"))
+    held = {m.group(0) for m in prose.NUMBER.finditer(pages)}
+    quoted = prose.unlisted_numbers(paragraph)
+    assert quoted, "the paragraph quotes no number: the check would test nothing"
+    assert [n for n in quoted if n not in held] == []
