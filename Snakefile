@@ -43,7 +43,7 @@ try:
     # Runs committed under the grid's committed_runs folder are adopted, not trained again
     # (trpo_bench.committed); planned by the main process only (rule adopt is local).
     ADOPTED = (
-        adoptable_runs(config, RUNS, config["results"].rstrip("/"))
+        adoptable_runs(config, RUNS, config["results"].rstrip("/"), workflow.basedir)
         if workflow.is_main_process
         else {}
     )

@@ -513,6 +513,17 @@ def test_committed_runs_are_adopted_not_trained_again(smoke, tmp_path):
     started.write_bytes(b"")
     assert first.folder not in adoptable_runs({**cfg, "committed_runs": str(committed)}, runs, ours)
     shutil.rmtree(fresh)
+    # Each seed is its own run: seed 0's files placed where seed 1's would be are not seed 1.
+    two_seeds = {**cfg, "seeds": [0, 1], "committed_runs": str(committed)}
+    runs_2 = expand_grid(two_seeds)
+    seed1 = next(r for r in runs_2 if r.seed == 1)
+    shutil.copytree(
+        committed / first.folder.removeprefix("runs/"),
+        committed / seed1.folder.removeprefix("runs/"),
+    )
+    adopted_2 = adoptable_runs(two_seeds, runs_2, ours)
+    assert first.folder in adopted_2 and seed1.folder not in adopted_2
+    shutil.rmtree(committed / seed1.folder.removeprefix("runs/"))
     changed = {**cfg, "committed_runs": str(committed), "overrides": [*cfg["overrides"]]}
     changed["overrides"].append({"env": "CartPole-v1", "set": {"steps_per_iter": 700}})
     changed_runs = expand_grid(changed)

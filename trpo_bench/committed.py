@@ -102,17 +102,19 @@ def committed_problem(folder: Path, identity: Mapping[str, Any], iterations: int
 
 
 def adoptable_runs(
-    cfg: Mapping[str, Any], runs: Sequence[Run], results: str | Path
+    cfg: Mapping[str, Any], runs: Sequence[Run], results: str | Path, base: str | Path = "."
 ) -> dict[str, Path]:
     """The runs of the grid that its ``committed_runs`` folder holds: run folder (relative to
     the results root, :attr:`Run.folder`) -> committed folder. A run is adopted when the
     committed one is the same run (:func:`committed_problem` finds nothing) and the results
     folder has not started it itself (neither summary.json nor checkpoint.pt there: a local
-    run wins). Resolves the config only of runs that have a committed folder."""
+    run wins). A relative ``committed_runs`` is relative to ``base`` (the Snakefile's folder:
+    the committed runs travel with the checkout). Resolves the config only of runs that have
+    a committed folder."""
     root = cfg.get("committed_runs") or ""
     if not root:
         return {}
-    root, results = Path(root), Path(results)
+    root, results = Path(base) / root, Path(results)
     adopted = {}
     for run in runs:
         source = root / run.folder.removeprefix("runs/")
@@ -122,7 +124,8 @@ def adoptable_runs(
         if (local / SUMMARY_FILE).exists() or (local / CHECKPOINT_FILE).exists():
             continue
         config = run_config(run, cfg["preset"])
-        if not committed_problem(source, config.to_dict(), config.iterations):
+        identity = {**config.to_dict(), "seed": run.seed}  # the job's --seed, not the config's
+        if not committed_problem(source, identity, config.iterations):
             adopted[run.folder] = source
     return adopted
 
