@@ -804,7 +804,8 @@ def performance_profile_figure(
     ax.set_ylabel("fraction of runs with score > tau")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    if ax.get_lines():  # no runs with a reference score: no legend to draw
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return fig
 
 
