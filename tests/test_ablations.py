@@ -7,6 +7,7 @@ import yaml
 
 from trpo_bench import cli
 from trpo_bench.analysis import ablations
+from trpo_bench.analysis.committed_runs import read_committed
 
 SPEC = {
     "question": "Does the discount matter?",
@@ -31,7 +32,7 @@ def test_a_value_that_beats_the_baseline_on_every_seed_supports_the_explanation(
     _commit(tmp_path, 0.99, [20.0, 25, 30, 35, 40])
     _commit(tmp_path, 0.999, [150.0, 160, 170, 180, 190])
     _commit(tmp_path, 0.995, [21.0, 26, 31, 36, 41])
-    runs = ablations.committed_summaries(tmp_path)
+    runs = read_committed(tmp_path, progress=False)[0]
     table = ablations.ablation_table("gamma", SPEC, runs, samples=500).set_index("value")
     assert table.loc[0.999, "verdict"] == "holds" and table.loc[0.999, "p_improvement"] == 1.0
     assert table.loc[0.999, "p_rank"] == 2 / 252  # exact: 2 of the 252 splits as extreme

@@ -278,6 +278,7 @@ def write_ablations(grid_files: Sequence[str], out: Path) -> int:
     import pandas as pd
 
     from trpo_bench.analysis import ablations
+    from trpo_bench.analysis.committed_runs import read_committed
 
     sections, tables = [], []
     for grid_file in grid_files:
@@ -287,7 +288,7 @@ def write_ablations(grid_files: Sequence[str], out: Path) -> int:
         spec, folder = grid["ablation"], grid.get("committed_runs") or ""
         if not folder:
             raise ConfigError(f"{grid_file} names no committed_runs folder to read the runs from")
-        runs = ablations.committed_summaries(folder)
+        runs = read_committed(folder, progress=False)[0]
         table = ablations.ablation_table(Path(grid_file).stem, spec, runs)
         sections.append((grid_file, spec, table, ablations.provenance_text(runs)))
         tables.append(table)

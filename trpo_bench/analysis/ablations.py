@@ -15,10 +15,8 @@ Read from the committed files only (summary.json: JSON; nothing executed).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +24,6 @@ import pandas as pd
 
 from trpo_bench.analysis.claims import poi_interval, rank_test_p, verdict
 from trpo_bench.analysis.tables import markdown_table
-from trpo_bench.run.files import SUMMARY_FILE
 
 COLUMNS = [
     "ablation",
@@ -48,27 +45,6 @@ COLUMNS = [
 ]
 
 
-def committed_summaries(folder: str | Path) -> pd.DataFrame:
-    """One row per completed committed run under ``folder``: env, method, seed, its resolved
-    config (``config``), every numeric figure of its summary, git_commit and machine."""
-    rows = []
-    for path in sorted(Path(folder).glob(f"**/{SUMMARY_FILE}")):
-        summary = json.loads(path.read_text(encoding="utf-8"))
-        if summary.get("status") != "completed":
-            continue
-        row = {k: v for k, v in summary.items() if isinstance(v, int | float) and k != "seed"}
-        row |= {
-            "env": summary["env"],
-            "method": summary["method"],
-            "seed": int(summary["seed"]),
-            "config": summary.get("config", {}),
-            "git_commit": str(summary.get("git_commit", "unknown")),
-            "machine": str(summary.get("machine", "unknown")),
-        }
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b or a == b
@@ -82,7 +58,8 @@ def ablation_table(
 ) -> pd.DataFrame:
     """Per env, method and non-baseline value of ``spec['key']``: the value's and the
     baseline's final scores and P(value > baseline) decided as a ``better`` claim (columns
-    :data:`COLUMNS`). ``runs`` is :func:`committed_summaries`."""
+    :data:`COLUMNS`). ``runs``: the committed runs' table
+    (``trpo_bench.analysis.committed_runs.read_committed``)."""
     key, baseline = spec["key"], spec["baseline"]
     metric = spec.get("metric", "final_eval_return")
     methods = [spec["methods"]] if isinstance(spec["methods"], str) else list(spec["methods"])

@@ -16,9 +16,6 @@ Everything is read from JSON and CSV files; nothing in them is executed.
 
 from __future__ import annotations
 
-import gzip
-import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,9 +29,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from trpo_bench.analysis import claims as claims_mod
+from trpo_bench.analysis.committed_runs import read_committed
 from trpo_bench.analysis.tables import bootstrap_ci, budget_text, markdown_table, reference_levels
-from trpo_bench.committed import COMMITTED_PROGRESS
-from trpo_bench.run.files import SUMMARY_FILE
 
 MARGIN_SHARE = 0.1  # "a clear margin": 10% of the way from random to the paper's TRPO score
 YARDSTICK_COLUMNS = {
@@ -42,32 +38,6 @@ YARDSTICK_COLUMNS = {
     "sampled": "final_eval_sampled_return",
     "training": "final_return",
 }
-
-
-def committed_runs(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Completed committed runs under ``folder``: one row per run (env, method, variant, seed,
-    its summary's figures, git_commit, machine) and their stacked progress rows."""
-    rows, progress = [], []
-    for path in sorted(Path(folder).glob(f"**/{SUMMARY_FILE}")):
-        summary = json.loads(path.read_text(encoding="utf-8"))
-        if summary.get("status") != "completed":
-            continue
-        variant = path.parent.parent.name
-        row = {k: v for k, v in summary.items() if isinstance(v, int | float) and k != "seed"}
-        row |= {
-            "env": summary["env"],
-            "method": summary["method"],
-            "variant": variant,
-            "seed": int(summary["seed"]),
-            "git_commit": str(summary.get("git_commit", "unknown")),
-            "machine": str(summary.get("machine", "unknown")),
-        }
-        rows.append(row)
-        text = gzip.decompress((path.parent / COMMITTED_PROGRESS).read_bytes()).decode()
-        frame = pd.read_csv(io.StringIO(text))
-        progress.append(frame.assign(env=row["env"], variant=variant, seed=row["seed"]))
-    runs = pd.DataFrame(rows)
-    return runs, (pd.concat(progress, ignore_index=True) if progress else pd.DataFrame())
 
 
 def _mean_range(x: Any) -> str:
@@ -179,7 +149,7 @@ def write_long_page(
 ) -> Path:  # fmt: skip
     """``out`` (long.md) and its figures beside it, from the grid's committed runs."""
     out = Path(out)
-    runs, progress = committed_runs(grid["committed_runs"])
+    runs, progress = read_committed(grid["committed_runs"])
     lines = [
         "# The long runs: swimmer at the paper's full budget, Atari for millions of steps",
         "",

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from trpo_bench.analysis.claims import YARDSTICK_LABELS
-from trpo_bench.analysis.long_runs import committed_runs
+from trpo_bench.analysis.committed_runs import read_committed
 from trpo_bench.analysis.prose import render
 from trpo_bench.analysis.tables import budget_text, budgets, markdown_table
 from trpo_bench.run.provenance import git_commit, machine_text
@@ -260,7 +260,7 @@ def render_discussion(out: Path, extra: Mapping[str, pd.DataFrame] | None = None
     if (out / "ablations.csv").exists():
         tables["ablations"] = pd.read_csv(out / "ablations.csv")
     if (out / LONG_RUNS).is_dir():
-        tables["long"] = committed_runs(out / LONG_RUNS)[0]
+        tables["long"] = read_committed(out / LONG_RUNS, progress=False)[0]
     tables |= dict(extra or {})
     text = render(template.read_text(encoding="utf-8"), tables)
     note = (
