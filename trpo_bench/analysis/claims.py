@@ -821,10 +821,15 @@ def _p_with_ci(point: float, low: float, high: float) -> str:
     return text
 
 
-def _p_value(p: float, exact: bool) -> str:
+def format_p(p: float) -> str:
+    """A p value as the pages print it: three decimals, ``< 0.001`` below that, "" for NaN."""
     if not math.isfinite(p):
         return ""
-    return (f"{p:.3f}" if p >= 0.001 else "< 0.001") + ("" if exact else " (sampled)")
+    return f"{p:.3f}" if p >= 0.001 else "< 0.001"
+
+
+def _p_value(p: float, exact: bool) -> str:
+    return format_p(p) + ("" if exact or not math.isfinite(p) else " (sampled)")
 
 
 def _by_yardstick(results: pd.DataFrame) -> pd.DataFrame:

@@ -35,6 +35,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from trpo_bench.analysis.claims import format_p
+
 PLACEHOLDER = re.compile(r"\{\{\s*(.+?)\s*\}\}")
 FACTS = re.compile(r"<!--\s*facts\b(.*?)-->", re.S)
 # A number as prose states it: 1,560 / 0.99 / 10M / 25% / -20.4, not part of a name (v5, 2a).
@@ -125,7 +127,8 @@ def resolve(expr: str, tables: Mapping[str, pd.DataFrame]) -> str:
         return _fmt(float(row["p_improvement"]), options.get("fmt", ".2f"))
     if stat in ("p_rank", "p_holm"):
         p = float(row[stat])
-        return "< 0.001" if p < 0.001 else _fmt(p, options.get("fmt", ".3f"))
+        _fmt(p, ".3f")  # a NaN p raises here, as every placeholder's does
+        return format_p(p) if "fmt" not in options else _fmt(p, options["fmt"])
     value = row[stat]
     if isinstance(value, float | int | np.floating | np.integer) and not isinstance(value, bool):
         return _fmt(float(value), options.get("fmt", ".0f"))

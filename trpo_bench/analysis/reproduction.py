@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from trpo_bench.analysis.claims import YARDSTICK_LABELS
+from trpo_bench.analysis.claims import YARDSTICK_LABELS, format_p
 from trpo_bench.analysis.committed_runs import read_committed
 from trpo_bench.analysis.prose import render
 from trpo_bench.analysis.tables import budget_text, budgets, markdown_table
@@ -160,11 +160,7 @@ def _claim_section(
 def _rank(p: float, exact: bool, holm: float) -> str:
     if not math.isfinite(p):
         return ""
-
-    def f(x: float) -> str:
-        return "< 0.001" if x < 0.001 else f"{x:.3f}"
-
-    return f"{'' if exact else '≈'}{f(p)} (Holm {f(holm)})"
+    return f"{'' if exact else '≈'}{format_p(p)} (Holm {format_p(holm)})"
 
 
 def _p(point: float, low: float, high: float) -> str:
