@@ -37,7 +37,7 @@ def _api() -> tuple[Any, Any, Any, Any]:
     try:
         from trpo_bench.resolve import build_config
         from trpo_bench.run.evaluation import PolicyEvaluator
-        from trpo_bench.run.tracking import RunRecorder
+        from trpo_bench.run.recorder import RunRecorder
         from trpo_bench.run.trainer import train
     except ImportError:  # the layout before the sub-packages
         from trpo_bench.tracking import RunRecorder

@@ -28,7 +28,7 @@ def _isolated_mlflow(monkeypatch, tmp_path):
 def crash_at(monkeypatch):
     """``crash_at(n)``: from now on a run raises RuntimeError("simulated crash") when it is about
     to record iteration ``n`` (a job dying mid-run); returns a function that disarms it."""
-    from trpo_bench.run.tracking import RunRecorder
+    from trpo_bench.run.recorder import RunRecorder
 
     def arm(n: int):
         original = RunRecorder.record

@@ -121,12 +121,21 @@ LAYERS = [
         "trpo_bench.run.provenance",
         "trpo_bench.run.identity",
         "trpo_bench.run.atomic",
+        "trpo_bench.run.messages",
+        "trpo_bench.run.progress",
+        "trpo_bench.run.folder",
+        "trpo_bench.run.mlflow_log",
     },
     {"trpo_bench.core"},
     {"trpo_bench.envs"},
     {"trpo_bench.api", "trpo_bench.sampling"},
     # what a run owns and writes: the derivative-free methods' own loops use it too
-    {"trpo_bench.run.learner", "trpo_bench.run.evaluation", "trpo_bench.run.tracking"},
+    {
+        "trpo_bench.run.checkpoint",
+        "trpo_bench.run.learner",
+        "trpo_bench.run.evaluation",
+        "trpo_bench.run.recorder",
+    },
     {"trpo_bench.methods"},
     {"trpo_bench.resolve", "trpo_bench.run.trainer", "trpo_bench.run"},
     {
@@ -140,7 +149,7 @@ LAYERS = [
 
 
 def _layer(module: str) -> int:
-    # the most specific entry wins: trpo_bench.run.tracking before trpo_bench.run
+    # the most specific entry wins: trpo_bench.run.recorder before trpo_bench.run
     best = max(
         (
             (len(m), i)
@@ -176,10 +185,25 @@ def test_the_schema_module_imports_no_other_trpo_bench_module():
 
 @pytest.mark.parametrize(
     "module",
-    ["trpo_bench.grid", "trpo_bench.committed", "trpo_bench.config", "trpo_bench.variants"],
+    [
+        "trpo_bench.grid",
+        "trpo_bench.committed",
+        "trpo_bench.config",
+        "trpo_bench.variants",
+        "trpo_bench.analysis.status",
+        "trpo_bench.run.folder",
+        "trpo_bench.run.progress",
+        "trpo_bench.run.mlflow_log",
+    ],
 )
 def test_light_modules_import_without_torch(module):
-    code = f"import sys; import {module}; assert 'torch' not in sys.modules, 'torch loaded'"
+    """What the Snakefile, `trpo-bench status` and the workflow's MLflow rules import loads
+    neither torch nor MLflow (seconds per process each)."""
+    code = (
+        f"import sys; import {module}; "
+        "assert 'torch' not in sys.modules, 'torch loaded'; "
+        "assert 'mlflow' not in sys.modules, 'mlflow loaded'"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 

@@ -15,7 +15,7 @@ from trpo_bench import cli
 from trpo_bench.config import ConfigError
 from trpo_bench.grid import grid_problems
 from trpo_bench.resolve import build_config
-from trpo_bench.run import atomic, tracking
+from trpo_bench.run import atomic, checkpoint, folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ["wall_time_s", "sample_time_s", "update_time_s", "eval_protocol_time_s"]
@@ -122,7 +122,7 @@ def test_a_corrupt_progress_csv_is_repaired_from_the_checkpoint(tmp_path, capsys
     assert (out / "progress.csv").read_bytes() == good
     assert "repaired" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["files"]["progress.csv"] == tracking.file_sha256(out / "progress.csv")
+    assert summary["files"]["progress.csv"] == folder.file_sha256(out / "progress.csv")
 
 
 def test_a_corrupt_progress_csv_without_checkpoint_is_retrained(tmp_path):
@@ -237,7 +237,7 @@ def test_disk_full_is_one_line_naming_the_folder(tmp_path, monkeypatch, capsys):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(atomic, "atomic_write_bytes", full)  # every result file's writer
-    monkeypatch.setattr(tracking, "atomic_write_bytes", full)  # checkpoints' and policies'
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", full)  # checkpoints' and policies'
     assert cli.main(_args(out)) == 2
     line = _one_error_line(capsys)
     assert "disk full" in line and str(out) in line

@@ -22,7 +22,8 @@ from trpo_bench.analysis.status import (
 )
 from trpo_bench.cli import main
 from trpo_bench.resolve import build_config
-from trpo_bench.run import tracking
+from trpo_bench.run import folder as run_folder
+from trpo_bench.run import recorder
 from trpo_bench.run.pace import (
     format_duration,
     remaining_seconds,
@@ -134,20 +135,20 @@ def grid(tmp_path_factory):
     for seed in (0, 1):
         _train(runs / f"seed{seed}", seed)
 
-    original = tracking.RunRecorder.record
+    original = recorder.RunRecorder.record
 
     def crash_at_2(self, row, env_steps, seconds):
         if len(self.rows) == 2:
             raise RuntimeError("simulated crash")
         return original(self, row, env_steps, seconds)
 
-    tracking.RunRecorder.record = crash_at_2
+    recorder.RunRecorder.record = crash_at_2
     lines = []
     try:
         with pytest.raises(RuntimeError, match="simulated crash"):
             _train(runs / "seed2", 2, log=lines.append, checkpoint_every=1)
     finally:
-        tracking.RunRecorder.record = original
+        recorder.RunRecorder.record = original
     failed = pd.read_csv(runs / "seed2" / "progress.csv")
     for name in ("summary.json", "progress.csv"):  # "Removing output files of failed job"
         (runs / "seed2" / name).unlink()
@@ -239,7 +240,7 @@ def test_a_run_without_writes_is_stalled_unless_its_writer_lives(grid):
     folder = grid["runs"] / "seed3"
     later = (folder / "progress.csv").stat().st_mtime + 3600
     assert _collect(grid, now=later)[3].state == "stalled"
-    lock = tracking.lock_run_folder(folder)  # this process writes the folder now
+    lock = run_folder.lock_run_folder(folder)  # this process writes the folder now
     try:
         assert parse_lock((folder / ".trpo-bench.lock").read_text()) == Writer(
             os.getpid(), socket.gethostname()
@@ -248,7 +249,7 @@ def test_a_run_without_writes_is_stalled_unless_its_writer_lives(grid):
         # Seen from another host (a SLURM node's run): the files' age decides.
         assert _collect(grid, now=later, this_host="elsewhere")[3].state == "stalled"
     finally:
-        tracking.unlock_run_folder(lock)
+        run_folder.unlock_run_folder(lock)
 
 
 def test_status_command_plain_and_json(grid, capsys):

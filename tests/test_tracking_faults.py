@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from trpo_bench.run.tracking import HTTP_DEFAULTS, LOCK_TIMEOUT_ENV, StoreLockTimeout, store_lock
+from trpo_bench.run.mlflow_log import HTTP_DEFAULTS, LOCK_TIMEOUT_ENV, StoreLockTimeout, store_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = [
@@ -107,7 +107,7 @@ def silent_server():
 
 
 def test_http_bounds_are_set_only_where_the_user_set_none(monkeypatch):
-    from trpo_bench.run.tracking import bound_tracking_calls
+    from trpo_bench.run.mlflow_log import bound_tracking_calls
 
     for key in HTTP_DEFAULTS:
         monkeypatch.delenv(key, raising=False)

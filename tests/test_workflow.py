@@ -318,8 +318,12 @@ def test_a_grid_read_on_top_of_the_full_one_inherits_none_of_its_resources(name)
             "config error: unknown config key 'itertions' in overrides[0]; "
             "did you mean 'iterations'?",
         ),
+        (
+            {"results": "results/a\nb"},
+            "config error: key 'results': 'results/a\\nb': a path holds no control characters",
+        ),
     ],
-    ids=["unknown-env", "negative-seed", "misspelt-key", "misspelt-train-key"],
+    ids=["unknown-env", "negative-seed", "misspelt-key", "misspelt-train-key", "control-char"],
 )
 def test_bad_config_fails_with_one_clear_message_and_runs_nothing(tmp_path, overlay, message):
     bad = tmp_path / "bad.yaml"
@@ -337,6 +341,38 @@ def test_bad_config_fails_with_one_clear_message_and_runs_nothing(tmp_path, over
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "work" / "results").exists()
+
+
+# Shell characters in every free-text value a grid hands to a job (issue 23): the results
+# folder (in every path, the log's included), the MLflow experiment (a --set value) and so the
+# store's URI. Each would create a PWNED file if it reached a shell unquoted.
+ODD = {
+    "results": "results/odd $(touch PWNED1) `touch PWNED2`; touch PWNED3 #'\"",
+    "experiment": "exp $(touch PWNED4); touch PWNED5 #",
+    "envs": ["CartPole-v1"],
+    "methods": ["trpo-single-path"],
+    "seeds": [0],
+    "sweeps": [],
+    "overrides": [{"set": {"iterations": 2, "steps_per_iter": 400, "num_envs": 1}}],
+}
+
+
+def test_shell_characters_in_grid_values_run_nothing(tmp_path):
+    odd = tmp_path / "odd.yaml"
+    odd.write_text(yaml.safe_dump(ODD))
+    work = tmp_path / "work"
+    args = ("--cores", "2", "--configfile", "config/smoke.yaml", str(odd))
+    dry = snakemake("-n", "-p", *args, cwd=work, timeout=300)
+    assert dry.returncode == 0, dry.stderr
+    assert "> 'results/odd $(touch PWNED1)" in dry.stdout + dry.stderr  # the log path, quoted
+    assert not list(tmp_path.rglob("PWNED*"))
+    real = snakemake(*args, cwd=work, timeout=300)  # the whole DAG: train, tables, MLflow
+    assert real.returncode == 0, real.stderr
+    assert not list(tmp_path.rglob("PWNED*")) and not list(ROOT.glob("PWNED*"))
+    run = work / ODD["results"] / "runs" / "CartPole-v1" / "trpo-single-path" / "seed0"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["config"]["experiment"] == ODD["experiment"]
+    assert (work / ODD["results"] / "overview.html").is_file()
 
 
 # --- the smoke grid end to end --------------------------------------------------------------------
@@ -656,7 +692,7 @@ def test_store_lock_is_deleted_by_its_holder_and_a_waiter_relocks_the_path(tmp_p
     import threading
     import time
 
-    from trpo_bench.run.tracking import store_lock
+    from trpo_bench.run.mlflow_log import store_lock
 
     uri = f"sqlite:///{tmp_path}/m.db"
     lock = tmp_path / "m.db.lock"

@@ -199,7 +199,7 @@ class Method:
 
     A gradient method binds a ``sampler`` to a ``step_rule`` and runs the shared loop
     (``trainer.gradient_loop``); a derivative-free method has a loop of its own,
-    ``run(cfg, recorder)``, which writes through the same ``trpo_bench.run.tracking.RunRecorder``
+    ``run(cfg, recorder)``, which writes through the same ``trpo_bench.run.recorder.RunRecorder``
     and returns the final policy artifact. ``config_keys`` are the method's own keys;
     ``defaults`` its preset values of any keys (fields or its own), applied after the env's
     preset; ``env_presets`` maps an env id to ``{"defaults": {...}, "paper": {...}}`` applied

@@ -305,9 +305,8 @@ def tracking_uri(cfg: Mapping[str, Any], results: str | Path) -> str:
     $MLFLOW_TRACKING_URI, else sqlite ``mlflow.db`` in the results root (an absolute path, so
     that jobs running elsewhere, on a cluster node, find the same store).
 
-    Not ``tracking.default_tracking_uri``: that one puts the store beside a run folder, and
-    importing ``trpo_bench.run.tracking`` loads torch, which every cluster job re-reading the
-    Snakefile would pay."""
+    Not ``trpo_bench.run.mlflow_log.default_tracking_uri``: that one puts the store beside a
+    run folder (a lone ``trpo-bench train``), this one in the grid's results root."""
     if cfg.get("mlflow_uri"):
         return str(cfg["mlflow_uri"])
     if os.environ.get("MLFLOW_TRACKING_URI"):
@@ -345,7 +344,9 @@ def schema_error_message(error: Exception) -> str:
     path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in cause.absolute_path)
     where = f"key {path.lstrip('.')!r}: " if path else ""
     message = cause.message
-    if cause.validator == "additionalProperties":
+    if "x-error" in cause.schema:  # the schema's own words for this key's rule
+        message = f"{cause.instance!r}: {cause.schema['x-error']}"
+    elif cause.validator == "additionalProperties":
         props = cause.schema.get("properties", {})
         extra = [k for k in cause.instance if k not in props]
         hints = []

@@ -1,7 +1,7 @@
 """``trpo-bench status``: where every run of a grid stands, read from its files alone.
 
 A grid's results root holds one folder per run, ``runs/<env>/<variant>/seed<N>/``
-(``trpo_bench.grid.Run.folder``), written by ``trpo_bench.run.tracking.RunRecorder``: progress.csv
+(``trpo_bench.grid.Run.folder``), written by ``trpo_bench.run.recorder.RunRecorder``: progress.csv
 (one row per finished iteration, cumulative ``wall_time_s``), summary.json (``status:
 running`` with the resolved config from the start, the final status when the run ends:
 ``completed``, ``failed``, ``diverged``, ``interrupted``), checkpoint.pt, and the folder lock
@@ -301,15 +301,16 @@ def _cut(line: str, limit: int = 160) -> str:
 
 def _checkpoint_iterations(path: Path) -> int | None:
     """The planned iterations in checkpoint.pt's config (loads torch; used only when neither
-    summary.json nor the grid config gives them)."""
+    summary.json nor the grid config gives them). Read as data only: a file that is not is
+    not run, and the row shows no total."""
     if not path.exists():
         return None
     try:
-        import torch
+        from trpo_bench.run.checkpoint import load_data
 
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_data(path, "checkpoint", "delete it to start the run over")
         return int(state["config"]["iterations"])
-    except Exception:
+    except Exception:  # not data, damaged or foreign: the row shows no total
         return None
 
 

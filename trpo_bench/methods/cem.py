@@ -28,7 +28,7 @@ import numpy as np
 
 from trpo_bench.config import TrainConfig
 from trpo_bench.methods.search import run_search
-from trpo_bench.run.tracking import RunRecorder
+from trpo_bench.run.recorder import RunRecorder
 
 
 def elite_count(population: int, fraction: float) -> int:

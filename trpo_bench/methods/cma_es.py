@@ -11,7 +11,9 @@ their negated returns (``cma`` minimises). ``m`` starts at the policy's own init
 Reproducibility: ``cma`` draws its normal numbers through its ``randn`` option; here that is a
 generator re-seeded from ``(seed, generation)`` before every generation, so a resumed run draws
 what an uninterrupted one draws and no global random state is touched. ``cma``'s stopping rules
-are not used: a run always spends its whole budget.
+are not used: a run always spends its whole budget. The checkpoint holds data only
+(:mod:`trpo_bench.run.checkpoint`): each generation's generator state and fitness, from which a
+resume rebuilds the search by replaying its asks and tells.
 
 Also runnable as a script with the command line of ``trpo-bench train``::
 
@@ -24,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from trpo_bench.config import TrainConfig
+from trpo_bench.config import ConfigError, TrainConfig
 from trpo_bench.methods.search import run_search
-from trpo_bench.run.tracking import RunRecorder
+from trpo_bench.run.recorder import RunRecorder
 
 
 class IterationNormal:
@@ -49,6 +51,9 @@ class CMAES:
         import cma
 
         self.normal = IterationNormal()
+        self.cma_version = str(cma.__version__)
+        self.rng_states: list[dict[str, Any]] = []  # per generation: the generator's state
+        self.told: list[np.ndarray] = []  # per generation: the candidates' fitness
         options = {
             "popsize": population,
             "randn": self.normal,
@@ -65,11 +70,13 @@ class CMAES:
         return np.asarray(self.es.mean, dtype=np.float64)
 
     def ask(self, iteration: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        self.rng_states.append(rng.bit_generator.state)
         self.normal.rng = rng
         mean = self.mean.copy()
         return mean, np.asarray(self.es.ask(), dtype=np.float64)
 
     def tell(self, candidates: np.ndarray, fitness: np.ndarray) -> dict[str, float]:
+        self.told.append(np.array(fitness, dtype=np.float64))
         self.es.tell(list(candidates), list(-fitness))
         return {
             "sigma": float(self.es.sigma),
@@ -77,11 +84,34 @@ class CMAES:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"es": self.es}
+        """The search as data: each generation's generator state and the fitness it was told,
+        with the mean and sigma they lead to (checked on resume). ``cma``'s object itself is
+        not data (a pickle of it names code to run), so a resume rebuilds it by replay."""
+        return {
+            "rng_states": list(self.rng_states),
+            "told": list(self.told),
+            "mean": self.mean.copy(),
+            "sigma": float(self.es.sigma),
+            "cma_version": self.cma_version,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.es = state["es"]
-        self.normal = self.es.opts["randn"]
+        """Replay the generations of :meth:`state_dict` on this fresh search: CMA-ES's state is
+        a function of its start, its generators and the fitness it was told, so the same asks
+        and tells rebuild it bit for bit (no env step; the cost of the run's own updates)."""
+        for rng_state, fitness in zip(state["rng_states"], state["told"], strict=True):
+            rng = np.random.Generator(np.random.PCG64())
+            rng.bit_generator.state = rng_state
+            _, candidates = self.ask(len(self.told), rng)
+            self.tell(candidates, fitness)
+        same = np.array_equal(self.mean, state["mean"]) and float(self.es.sigma) == state["sigma"]
+        if not same:
+            raise ConfigError(
+                f"resuming CMA-ES: replaying {len(self.told)} generations with cma "
+                f"{self.cma_version} did not give the checkpoint's mean and sigma (written with "
+                f"cma {state.get('cma_version')}); resume with that cma version, or delete the "
+                "checkpoint to start the run over"
+            )
 
 
 def run(cfg: TrainConfig, recorder: RunRecorder) -> dict:

@@ -55,7 +55,8 @@ from trpo_bench.core.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Po
 from trpo_bench.envs.registry import ENV_SPECS, EnvVector, env_options, make_env
 from trpo_bench.run.evaluation import PolicyEvaluator, is_due
 from trpo_bench.run.learner import build_learner, policy_artifact
-from trpo_bench.run.tracking import RunRecorder, episode_stats
+from trpo_bench.run.progress import episode_stats
+from trpo_bench.run.recorder import RunRecorder
 from trpo_bench.sampling.single_path import iteration_seeds
 
 MIN_POPULATION = 4

@@ -1,5 +1,5 @@
 """The run folder's files (``trpo-bench train --out``). Light (no torch): the recorder that
-writes them (``trpo_bench.run.tracking``) and ``trpo-bench status`` that reads them while a
+writes them (``trpo_bench.run.recorder``) and ``trpo-bench status`` that reads them while a
 grid runs (``trpo_bench.analysis.status``) share these names."""
 
 PROGRESS_FILE = "progress.csv"  # one row per iteration

@@ -1,5 +1,5 @@
 """What makes two runs the same run. Light (no torch): the recorder checks a run folder against
-it before writing (``trpo_bench.run.tracking``), and the workflow checks a committed run against
+it before writing (``trpo_bench.run.recorder``), and the workflow checks a committed run against
 the grid's run with it before adopting it (``trpo_bench.committed``)."""
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from trpo_bench.config import ConfigError, TrainConfig
 from trpo_bench.core.policies import Policy, make_policy
 from trpo_bench.core.value import ValueFunction
 from trpo_bench.envs.registry import EnvVector, env_options, make_env
+from trpo_bench.run.checkpoint import load_data
 
 __all__ = ["Learner", "build_learner", "load_policy", "policy_artifact", "resolve_device"]
 
@@ -93,8 +94,14 @@ def policy_artifact(cfg: TrainConfig, policy: Policy) -> dict[str, Any]:
 
 
 def load_policy(path: Path) -> Policy:
-    """Rebuild a policy saved by a run (``policy.pt``)."""
-    data = torch.load(path, map_location="cpu", weights_only=False)
+    """Rebuild a policy saved by a run (``policy.pt``), read as data only
+    (:func:`~trpo_bench.run.checkpoint.load_data`: a file that is not is refused, unrun)."""
+    data = load_data(path, "policy", "retrain its run, or ask its author for the run folder")
+    if not isinstance(data, dict) or not {"env", "hidden_sizes", "state_dict"} <= set(data):
+        raise ConfigError(
+            f"{path} is not a trpo-bench policy (no env, hidden_sizes and state_dict); "
+            "load a policy.pt that a trpo-bench run wrote"
+        )
     env = make_env(data["env"], data.get("env_options"))
     policy = make_policy(
         env.observation_space,

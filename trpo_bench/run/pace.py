@@ -1,6 +1,6 @@
 """The pace of a run, from its progress.csv columns: seconds per iteration, env steps per
 second, time left, and how to print them. Light (no torch): the recorder's progress line
-(``trpo_bench.run.tracking``) and ``trpo-bench status`` (``trpo_bench.analysis.status``) share it.
+(``trpo_bench.run.recorder``) and ``trpo-bench status`` (``trpo_bench.analysis.status``) share it.
 """
 
 from __future__ import annotations

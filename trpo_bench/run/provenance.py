@@ -1,5 +1,5 @@
 """Where a run came from: the code's commit, the package versions and the machine. Light (no
-torch): the recorder writes these into summary.json (``trpo_bench.run.tracking``), and the
+torch): the recorder writes these into summary.json (``trpo_bench.run.recorder``), and the
 reproduction page and the committed runs (``trpo_bench.committed``) read them back."""
 
 from __future__ import annotations

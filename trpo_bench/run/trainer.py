@@ -25,8 +25,10 @@ from trpo_bench.methods.registry import METHODS
 from trpo_bench.methods.steps import policy_adam
 from trpo_bench.run.evaluation import PolicyEvaluator, is_due, policy_actor, run_episodes
 from trpo_bench.run.learner import Learner, build_learner, policy_artifact
+from trpo_bench.run.mlflow_log import defer_signal
+from trpo_bench.run.progress import episode_stats
+from trpo_bench.run.recorder import RunRecorder, completed_summary
 from trpo_bench.run.timelimit import TimeLimit, TimeLimitReached
-from trpo_bench.run.tracking import RunRecorder, completed_summary, defer_signal, episode_stats
 from trpo_bench.sampling.single_path import iteration_seeds
 
 
@@ -45,7 +47,7 @@ def train(
     """Run ``cfg`` to completion, writing the run folder ``out``; returns summary.json's data.
 
     A checkpoint in ``out`` written by a run of the same config is resumed from; a folder that
-    already holds the run complete (:func:`~trpo_bench.run.tracking.completed_summary`) is left as
+    already holds the run complete (:func:`~trpo_bench.run.recorder.completed_summary`) is left as
     it is. Methods with a loop of their own (derivative-free search) are handed the recorder
     through ``method.run``, which returns the final policy artifact as :func:`gradient_loop`
     does. SIGTERM/SIGINT checkpoint the last complete iteration, write summary.json with status

@@ -39,8 +39,10 @@ rule train:
     shell:
         # One torch thread per declared core; numpy's BLAS likewise. (Snakemake deletes the log
         # before each attempt: it holds the last job's, which says where that job resumed.)
+        # Every path and value is quoted: the command by shlex.join (train_command), the log
+        # by :q, so a results folder or a name with shell characters runs nothing.
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} "
-        "{params.command} > {log} 2>&1"
+        "{params.command} > {log:q} 2>&1"
 
 
 # A run committed under the grid's committed_runs folder (trpo_bench.committed) is adopted: its

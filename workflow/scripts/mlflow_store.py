@@ -3,13 +3,13 @@
 A store that cannot be opened (a tracking server down or not answering, a held lock file) does
 not stop the grid: the rule writes ``"experiment_id": null`` with the reason under ``warning``,
 prints one WARNING line, and the training jobs run (each reports its own MLflow failure in one
-line and writes its result files). Every MLflow call here is bounded (tracking.HTTP_DEFAULTS).
+line and writes its result files). Every MLflow call here is bounded (mlflow_log.HTTP_DEFAULTS).
 """
 
 import json
 import sys
 
-from trpo_bench.run.tracking import (
+from trpo_bench.run.mlflow_log import (
     bound_tracking_calls,
     experiment_description,
     get_or_create_experiment,

@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from trpo_bench.run.tracking import (
+from trpo_bench.run.mlflow_log import (
     bound_tracking_calls,
     experiment_description,
     log_summary_run,
