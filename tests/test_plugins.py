@@ -8,38 +8,20 @@ environment that other tests run in at the same time.
 """
 
 import json
-import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from demo_package import install, site_env
 
 from trpo_bench.analysis.tables import load_runs, summarize
 from trpo_bench.methods.registry import ENTRY_POINT_GROUP, builtin_methods, plugin_methods
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST = "trpo-bench-demo-methods"
-
-PYPROJECT = f"""
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "{DIST}"
-version = "0.1.0"
-
-[project.entry-points."{ENTRY_POINT_GROUP}"]
-random-search = "trpo_demo_methods:METHOD"
-broken-method = "trpo_demo_methods:NOT_THERE"
-
-[tool.setuptools]
-py-modules = ["trpo_demo_methods"]
-"""
 
 # A step rule written against the public API only (trpo_bench.api, trpo_bench.methods.steps'
 # helpers).
@@ -89,38 +71,21 @@ METHOD = Method(
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory) -> Path:
     """The demo package, built and installed by pip into a folder of its own."""
-    base = tmp_path_factory.mktemp("plugin")
-    src, site = base / "src", base / "site"
-    src.mkdir()
-    (src / "pyproject.toml").write_text(PYPROJECT)
-    (src / "trpo_demo_methods.py").write_text(textwrap.dedent(MODULE))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-compile",
-            "--target",
-            str(site),
-            str(src),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    entry_points = {
+        ENTRY_POINT_GROUP: {
+            "random-search": "trpo_demo_methods:METHOD",
+            "broken-method": "trpo_demo_methods:NOT_THERE",
+        }
+    }
+    site = install(
+        tmp_path_factory.mktemp("plugin"), DIST, "trpo_demo_methods", MODULE, entry_points
     )
     assert list(site.glob("trpo_bench_demo_methods-0.1.0.dist-info/entry_points.txt"))
     return site
 
 
 def _env(site: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
+    return site_env(site)
 
 
 def _cli(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:

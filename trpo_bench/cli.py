@@ -18,7 +18,7 @@ from pathlib import Path
 from trpo_bench.analysis.status import run_status
 from trpo_bench.committed import publish_runs
 from trpo_bench.config import FIELDS, ConfigError, parse_overrides, read_yaml_file
-from trpo_bench.envs.registry import ENV_SPECS
+from trpo_bench.envs.registry import ENV_SPECS, env_spec_lines
 from trpo_bench.methods.registry import METHODS
 from trpo_bench.resolve import build_config
 from trpo_bench.run.learner import resolve_device
@@ -116,7 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("methods", help="list the methods with one line each")
-    sub.add_parser("envs", help="list the environments with one line each")
+    envs = sub.add_parser(
+        "envs",
+        help="list the known environments, or print the spec an env id would get",
+        description=(
+            "Without ID: the environments with a preset, one line each, and where each comes "
+            "from. With ID (any id gymnasium can make, `module:Id` included): the spec a run "
+            "on it would use (family, defaults, time limit, whether vine can restore it), "
+            "before any run."
+        ),
+    )
+    envs.add_argument("id", nargs="?", help="an env id, e.g. Ant-v5 or mypkg:MyTask-v0")
     add_status_parser(sub)
     publish = sub.add_parser(
         "publish",
@@ -355,8 +365,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{m.name:20s} [{m.origin}] {m.summary}")
             return 0
         if args.command == "envs":
+            if args.id:
+                print("\n".join(env_spec_lines(args.id)))
+                return 0
             for e in ENV_SPECS.values():
-                print(f"{e.id:20s} {e.summary}")
+                print(f"{e.id:20s} [{e.source}] {e.summary}")
+            print(
+                "any other id gymnasium can make runs too, with an inferred spec: "
+                "`trpo-bench envs ID` prints it (docs/envs.md)"
+            )
             return 0
         if args.command == "status":
             return run_status(args)

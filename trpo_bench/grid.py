@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from trpo_bench.config import FIELDS, ConfigError
-from trpo_bench.envs.registry import ENV_SPECS
+from trpo_bench.envs.registry import ENV_SPECS, FAMILIES, env_spec
 from trpo_bench.variants import variant_name
 
 # This module must import without torch: the Snakefile imports it, and every cluster job
@@ -148,16 +148,26 @@ def grid_problems(
     ``env_families`` (env id -> family), ``methods`` and ``method_keys`` (the config keys
     methods declare) default to the registries, built-in and plug-in methods alike.
     """
+    inferred: list[str] = []
     if env_families is None:
         env_families = {e.id: e.family for e in ENV_SPECS.values()}
+        # An env no preset knows runs if gymnasium makes it (a spec inferred from the env).
+        for env in cfg["envs"]:
+            if env not in env_families:
+                try:
+                    env_families[env] = env_spec(env).family
+                except ConfigError as e:
+                    inferred.append(f"envs: {e}")
     if methods is None or method_keys is None:
         from trpo_bench.methods.registry import METHODS  # torch: see the imports
         from trpo_bench.resolve import method_key_owners
 
         methods = list(METHODS) if methods is None else methods
         method_keys = list(method_key_owners()) if method_keys is None else method_keys
-    envs, families = list(env_families), sorted(set(env_families.values()))
-    problems = [_unknown("env", e, envs, "envs") for e in cfg["envs"] if e not in env_families]
+    envs, families = list(env_families), sorted({*env_families.values(), *FAMILIES})
+    problems = inferred or [
+        _unknown("env", e, envs, "envs") for e in cfg["envs"] if e not in env_families
+    ]
     problems += [
         _unknown("method", m, methods, "methods") for m in cfg["methods"] if m not in methods
     ]
@@ -244,7 +254,8 @@ def check_grid_claims(cfg: Mapping[str, Any]) -> None:
     from trpo_bench.methods.registry import METHODS  # torch: see the imports
 
     metrics = [*RUN_FIGURES, "final_train_return", "average_train_return"]
-    problems = check_claims(cfg.get("claims", []), list(ENV_SPECS), list(METHODS), metrics)
+    envs = [*ENV_SPECS, *(e for e in cfg.get("envs", []) if e not in ENV_SPECS)]
+    problems = check_claims(cfg.get("claims", []), envs, list(METHODS), metrics)
     if problems:
         raise ConfigError("claims: " + "; ".join(problems))
 
@@ -253,7 +264,7 @@ def resources_for(cfg: Mapping[str, Any], env: str) -> dict[str, int]:
     """threads, mem_mb, runtime (minutes) and gpu (GPUs, 0 unless the entry asks; the SLURM
     executor plugin's ``gpu`` resource) of a training job on ``env``: the ``resources`` entry
     of the env id, else of its family (``trpo_bench.envs.registry.ENV_SPECS``)."""
-    entry = _resource_entry(cfg, env, ENV_SPECS[env].family)
+    entry = _resource_entry(cfg, env, env_spec(env).family)
     if entry is None:
         raise ConfigError(f"resources: no entry for env {env!r} or its family")
     return {**{k: int(entry[k]) for k in RESOURCE_KEYS}, "gpu": int(entry.get("gpu", 0))}

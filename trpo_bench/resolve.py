@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from trpo_bench.config import FIELDS, ConfigError, TrainConfig, apply_layer
-from trpo_bench.envs.registry import ENV_SPECS, check_env_id
+from trpo_bench.envs.registry import env_spec
 from trpo_bench.methods.registry import METHODS, check_method
 
 __all__ = ["build_config", "method_key_owners"]
@@ -62,7 +62,7 @@ def build_config(
                 )
     if not env:
         raise ConfigError("no environment given: pass --env (see `trpo-bench envs`)")
-    check_env_id(env)
+    env_spec(env)  # known, or inferred from the env gymnasium makes (a ConfigError if none)
     check_method(method)
     if preset not in ("quick", "paper"):
         raise ConfigError(f"unknown preset {preset!r} (allowed: quick, paper)")
@@ -77,10 +77,10 @@ def build_config(
     values: dict[str, Any] = {f.name: getattr(TrainConfig(), f.name) for f in FIELDS.values()}
     values.update({name: key.default for name, key in own.items()})
     values["env"], values["method"] = env, method
-    env_spec = ENV_SPECS[env]
-    apply(env_spec.defaults, f"env preset {env}")
+    spec_of_env = env_spec(env)
+    apply(spec_of_env.defaults, f"env preset {env}")
     if preset == "paper":
-        apply(env_spec.paper, f"paper preset {env}")
+        apply(spec_of_env.paper, f"paper preset {env}")
     apply(spec.defaults, f"method preset {method}")
     # A method's settings for one env (methods.yaml: <method>.envs.<env>.defaults / .paper).
     on_env = spec.env_presets.get(env) or {}

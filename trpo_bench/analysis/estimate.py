@@ -276,9 +276,9 @@ def estimate_grid(
     registry."""
     rates = rates or load_rates()
     if families is None:
-        from trpo_bench.envs.registry import ENV_SPECS
+        from trpo_bench.envs.registry import env_spec
 
-        families = {e.id: e.family for e in ENV_SPECS.values()}
+        families = {r.env: env_spec(r.env).family for r in runs}
     if budget is None:
 
         def budget(run: Run) -> RunWork:
@@ -378,4 +378,11 @@ def estimate_lines(
     except Exception as e:
         return [f"trpo-bench: no estimate of the grid's time ({type(e).__name__}: {e})"]
     lines = summary_lines(estimate, cores, jobs_at_once=jobs_at_once, default_grid=default_grid)
+    rates = load_rates()
+    unmeasured = sorted({j.run.env for j in estimate.jobs if j.run.env not in rates.envs})
+    if unmeasured:
+        lines.append(
+            f"trpo-bench: no measured rate for {', '.join(unmeasured)}: each takes its family's "
+            f"default rate (trpo_bench/{RATES_FILE}), so its jobs' times are a guess"
+        )
     return lines + ([segments] if segments else [])

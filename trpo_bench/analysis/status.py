@@ -541,10 +541,10 @@ def measured_rate(r: RunStatus) -> tuple[float, float] | None:
     None if there is none."""
     try:
         from trpo_bench.analysis.estimate import load_rates
-        from trpo_bench.envs.registry import ENV_SPECS
+        from trpo_bench.envs.registry import env_spec
 
         rates = _RATES.setdefault("rates", load_rates())
-        return rates.rate(r.env, r.method, ENV_SPECS[r.env].family), rates.fixed_cost_s
+        return rates.rate(r.env, r.method, env_spec(r.env).family), rates.fixed_cost_s
     except Exception:
         return None
 

@@ -17,6 +17,8 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
+from trpo_bench.core.policy_kind import policy_kind
+
 DistParams = tuple[Tensor, ...]
 """The parameters of a batch of action distributions: (mean, log_std) or (logits,)."""
 
@@ -297,20 +299,19 @@ def make_policy(
     log_std_init: float = 0.0,
     normalize_observations: bool = False,
 ) -> Policy:
-    """The policy class that fits the action space."""
+    """The policy class that fits the spaces (:func:`~trpo_bench.core.policy_kind.policy_kind`)."""
+    kind = policy_kind(observation_space, action_space)
     obs_dim = int(math.prod(observation_space.shape))
-    if len(observation_space.shape) == 3 and isinstance(action_space, gym.spaces.Discrete):
+    if kind == "cnn":
         return CategoricalCNNPolicy(observation_space.shape, int(action_space.n))
-    if isinstance(action_space, gym.spaces.Discrete):
+    if kind == "categorical":
         return CategoricalMLPPolicy(
             obs_dim, int(action_space.n), hidden_sizes, normalize_observations
         )
-    if isinstance(action_space, gym.spaces.Box):
-        return GaussianMLPPolicy(
-            obs_dim,
-            int(math.prod(action_space.shape)),
-            hidden_sizes,
-            log_std_init,
-            normalize_observations,
-        )
-    raise TypeError(f"unsupported action space {action_space}")
+    return GaussianMLPPolicy(
+        obs_dim,
+        int(math.prod(action_space.shape)),
+        hidden_sizes,
+        log_std_init,
+        normalize_observations,
+    )

@@ -11,6 +11,7 @@ everywhere downstream:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,12 +20,28 @@ import gymnasium as gym
 import numpy as np
 
 from trpo_bench.config import ConfigError, load_preset
+from trpo_bench.core.policy_kind import POLICY_NAMES, policy_kind
 from trpo_bench.envs.mujoco_vector import MujocoStepper, supports
+
+FAMILIES = ("mujoco", "classic", "atari", "other")
+"""How an env is built, stepped and restored; and the key of its resources and rates."""
+
+INFERRED_DEFAULTS: Mapping[str, Any] = {
+    "hidden_sizes": [64, 64],
+    "num_envs": 8,
+    "steps_per_iter": 5000,
+    "iterations": 50,
+}
+"""The config of a run on an env no preset knows (overridable as any key: ``--set``, the
+grid's ``overrides``): 250K env steps with a 64x64 network, the common choice of current
+libraries for a task of unknown size."""
 
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """One known environment: its gymnasium id, family and config defaults."""
+    """One environment: its gymnasium id, family and config defaults, and where they come
+    from (``source``: ``built-in`` for ``presets/envs.yaml``, ``inferred`` for an id that
+    gymnasium makes and no preset knows)."""
 
     id: str
     family: str
@@ -32,6 +49,8 @@ class EnvSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     paper: Mapping[str, Any] = field(default_factory=dict)
     gym_id: str = ""  # the id gymnasium knows, when it differs (Atari: ALE/Pong-v5)
+    source: str = "built-in"
+    time_limit: int | None = None  # gymnasium's max_episode_steps (inferred specs only)
 
 
 def _load_specs() -> dict[str, EnvSpec]:
@@ -48,18 +67,203 @@ def _load_specs() -> dict[str, EnvSpec]:
     return specs
 
 
-ENV_SPECS: dict[str, EnvSpec] = _load_specs()
+ENV_PLUGIN_GROUP = "trpo_bench.envs"
+"""The entry-point group through which a package registers env specs (docs/envs.md)."""
+_SPEC_KEYS = ("family", "summary", "defaults", "paper", "gym_id")
+
+
+def plugin_spec(name: str, obj: Any, origin: str, taken: Mapping[str, EnvSpec]) -> EnvSpec:
+    """The :class:`EnvSpec` an entry point's object gives (an EnvSpec, a mapping of its
+    fields, or a callable returning either), checked; raises with the reason otherwise."""
+    if callable(obj) and not isinstance(obj, EnvSpec | Mapping):
+        obj = obj()
+    if isinstance(obj, Mapping):
+        unknown = sorted(set(obj) - {"id", *_SPEC_KEYS})
+        if unknown:
+            raise ValueError(f"unknown spec keys {unknown} (allowed: id, {', '.join(_SPEC_KEYS)})")
+        obj = EnvSpec(
+            id=str(obj.get("id", name)),
+            family=str(obj.get("family", "other")),
+            summary=str(obj.get("summary", "")),
+            defaults=dict(obj.get("defaults") or {}),
+            paper=dict(obj.get("paper") or {}),
+            gym_id=str(obj.get("gym_id") or obj.get("id", name)),
+        )
+    if not isinstance(obj, EnvSpec):
+        raise TypeError(f"it names a {type(obj).__name__}, not an EnvSpec or a mapping")
+    if obj.id != name:
+        raise ValueError(f"the entry point is named {name!r} but the spec's id is {obj.id!r}")
+    if obj.id in taken:
+        raise ValueError(f"env {obj.id!r} is already registered ({taken[obj.id].source})")
+    if obj.family not in FAMILIES:
+        raise ValueError(f"family {obj.family!r} is not one of {', '.join(FAMILIES)}")
+    from dataclasses import replace
+
+    return replace(obj, gym_id=obj.gym_id or obj.id, source=f"plug-in {origin}")
+
+
+def plugin_specs(taken: Mapping[str, EnvSpec]) -> dict[str, EnvSpec]:
+    """The env specs of the entry-point group; each one that fails is one warning line."""
+    from importlib.metadata import entry_points
+
+    specs: dict[str, EnvSpec] = {}
+    for ep in entry_points(group=ENV_PLUGIN_GROUP):
+        dist = getattr(ep, "dist", None)
+        origin = dist.name if dist is not None else ep.value
+        try:
+            spec = plugin_spec(ep.name, ep.load(), origin, {**taken, **specs})
+        except Exception as e:  # a broken plug-in must never break the built-ins
+            print(
+                f"trpo-bench: warning: plug-in env {ep.name!r} ({ep.value}, from {origin}) is "
+                f"left out: {type(e).__name__}: {e}",
+                file=sys.stderr,
+            )
+            continue
+        specs[spec.id] = spec
+    return specs
+
+
+def _registry() -> dict[str, EnvSpec]:
+    specs = _load_specs()
+    specs.update(plugin_specs(specs))
+    return specs
+
+
+ENV_SPECS: dict[str, EnvSpec] = _registry()
+"""The envs with a spec: built-in (``presets/envs.yaml``) and plug-ins (entry-point group
+:data:`ENV_PLUGIN_GROUP`); any other gymnasium id gets an inferred one (:func:`env_spec`)."""
+_INFERRED: dict[str, EnvSpec] = {}
+
+
+def env_spec(env_id: str) -> EnvSpec:
+    """The spec of ``env_id``: its preset's, else one inferred from the env itself
+    (:func:`infer_spec`, once per process). A ConfigError if gymnasium cannot make it."""
+    spec = ENV_SPECS.get(env_id) or _INFERRED.get(env_id)
+    if spec is None:
+        spec = _INFERRED[env_id] = infer_spec(env_id)
+    return spec
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise a :class:`ConfigError` naming the allowed ids if ``env_id`` is unknown."""
-    if env_id not in ENV_SPECS:
-        raise ConfigError(f"unknown env {env_id!r} (allowed: {', '.join(ENV_SPECS)})")
+    """Raise a :class:`ConfigError` if ``env_id`` is neither known nor makeable."""
+    env_spec(env_id)
+
+
+def family_of(core: gym.Env) -> str:
+    """The family of an unwrapped env: ``mujoco`` (a MuJoCo model and data, whatever the class),
+    ``classic`` (gymnasium's classic control), ``atari`` (ale-py), else ``other``."""
+    import mujoco
+
+    from trpo_bench.envs.restore import has_mujoco_state
+
+    if has_mujoco_state(core) and isinstance(getattr(core, "model", None), mujoco.MjModel):
+        return "mujoco"
+    module = type(core).__module__
+    if module.startswith("gymnasium.envs.classic_control"):
+        return "classic"
+    if type(core).__name__ == "AtariEnv" and hasattr(core, "ale"):
+        return "atari"
+    return "other"
+
+
+def _make_by_gymnasium(env_id: str) -> gym.Env:
+    if env_id.startswith("ALE/"):
+        import ale_py
+
+        gym.register_envs(ale_py)
+    return gym.make(env_id, disable_env_checker=True)
+
+
+def infer_spec(env_id: str) -> EnvSpec:
+    """The spec of an id no preset knows, from the env gymnasium makes for it (ids of the form
+    ``module:Id`` import the module that registers them): its family (:func:`family_of`),
+    :data:`INFERRED_DEFAULTS` as its config, its time limit. The policy follows from its
+    spaces at training time (``trpo_bench.core.policies.make_policy``)."""
+    try:
+        env = _make_by_gymnasium(env_id)
+    except Exception as e:
+        reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        raise ConfigError(
+            f"unknown env {env_id!r}: gymnasium cannot make it ({reason}); known to trpo-bench: "
+            f"{', '.join(ENV_SPECS)}; any id gymnasium registers works, `module:Id` imports "
+            "the module that registers it"
+        ) from None
+    try:
+        core = env.unwrapped
+        family = family_of(core)
+        limit = env.spec.max_episode_steps if env.spec is not None else None
+        kind = type(core)
+        try:
+            policy = POLICY_NAMES[policy_kind(env.observation_space, env.action_space)]
+        except TypeError as e:
+            raise ConfigError(f"env {env_id!r}: {e}") from None
+        summary = f"{kind.__module__}.{kind.__qualname__}; {policy}"
+    finally:
+        env.close()
+    return EnvSpec(
+        id=env_id,
+        family=family,
+        summary=summary,
+        defaults=dict(INFERRED_DEFAULTS),
+        gym_id=env_id,
+        source="inferred",
+        time_limit=limit,
+    )
+
+
+def restore_problem_of(env_id: str) -> str | None:
+    """Why vine cannot branch on ``env_id`` (its envs cannot be restored exactly:
+    :func:`trpo_bench.envs.restore.restore_problem`), or None. The envs with a preset are
+    restored by their family; any other is probed once per process on an env it builds."""
+    spec = env_spec(env_id)
+    if spec.source == "built-in":  # their families restore exactly (tests/test_restore.py)
+        return None
+    if env_id not in _RESTORE_PROBLEMS:
+        from trpo_bench.envs.restore import restore_problem
+
+        env = make_env(env_id)
+        try:
+            _RESTORE_PROBLEMS[env_id] = restore_problem(env)
+        finally:
+            env.close()
+    return _RESTORE_PROBLEMS[env_id]
+
+
+_RESTORE_PROBLEMS: dict[str, str | None] = {}
+
+
+def env_spec_lines(env_id: str) -> list[str]:
+    """What ``trpo-bench envs ID`` prints: the spec a run on ``env_id`` would use."""
+    spec = env_spec(env_id)
+    problem = restore_problem_of(env_id)
+    where = {
+        "built-in": "a preset (trpo_bench/presets/envs.yaml)",
+        "inferred": "inferred from the env gymnasium makes (no preset)",
+    }.get(spec.source, f"registered by {spec.source} (entry-point group {ENV_PLUGIN_GROUP})")
+    limit = spec.time_limit
+    if limit is None and spec.source != "inferred":
+        try:
+            limit = gym.spec(spec.gym_id or env_id).max_episode_steps
+        except gym.error.Error:
+            limit = None
+    defaults = ", ".join(f"{k}={v}" for k, v in spec.defaults.items()) or "none"
+    paper = ", ".join(f"{k}={v}" for k, v in spec.paper.items()) or "none (as the defaults)"
+    return [
+        f"env:        {spec.id}"
+        + (f" (gymnasium id {spec.gym_id})" if spec.gym_id != spec.id else ""),
+        f"spec:       {where}",
+        f"family:     {spec.family} (its resources entry, rates and how it is stepped)",
+        f"summary:    {spec.summary}",
+        f"time limit: {limit if limit is not None else 'none (gymnasium sets none)'}",
+        f"defaults:   {defaults} (override with --set or the grid's overrides)",
+        f"paper:      {paper}",
+        "vine:       " + ("exact restore: yes" if problem is None else f"refused: {problem}"),
+    ]
 
 
 def env_options(cfg: Any) -> dict[str, Any]:
     """The construction options a config sets for its env (Atari preprocessing; else none)."""
-    if ENV_SPECS[cfg.env].family != "atari":
+    if env_spec(cfg.env).family != "atari":
         return {}
     return {
         "frame_skip": cfg.atari_frame_skip,
@@ -73,8 +277,7 @@ def make_env(env_id: str, options: Mapping[str, Any] | None = None) -> gym.Env:
 
     ``options`` come from :func:`env_options` (Atari preprocessing, see ``trpo_bench.envs.atari``).
     """
-    check_env_id(env_id)
-    spec = ENV_SPECS[env_id]
+    spec = env_spec(env_id)
     if spec.family == "atari":
         from trpo_bench.envs.atari import make_atari_env
 
@@ -91,7 +294,7 @@ def _mujoco_stepper(
         raise ConfigError(
             f"env option 'mujoco_vector': {use!r} is not allowed (allowed: true, false)"
         )
-    if not use or ENV_SPECS[env_id].family != "mujoco" or not all(map(supports, envs)):
+    if not use or env_spec(env_id).family != "mujoco" or not all(map(supports, envs)):
         return None
     return MujocoStepper(envs)
 

@@ -10,8 +10,10 @@ bit-identical observations, rewards and episode ends. What that takes, per famil
   ``env.set_state(qpos, qvel)`` is NOT exact: it leaves the solver's warm start behind, the
   first step after it differs in the last bits and the difference grows chaotically (see
   ``tests/test_restore.py``). Quantities derived from the state (``xpos``, contacts) are not
-  saved; the registered tasks read only qpos/qvel between steps and ``mj_step`` recomputes the
-  rest.
+  saved: the tasks of :data:`STATE_READERS` read only qpos/qvel between steps and ``mj_step``
+  recomputes the rest. Any other MuJoCo task (Ant reads its torso's ``xpos``, left from the
+  previous step's forward pass, before it steps) is snapshotted as a copy of its whole
+  ``MjData`` (``mj_copyData``): exact whatever it reads, at the cost of a larger snapshot.
 * **classic control** (CartPole): its state variables (``state``, ``steps_beyond_terminated``).
 * **any env** whose unwrapped class defines ``snapshot_state() -> Any`` and
   ``restore_state(state) -> None`` (the hook for new envs; tests use it for a tiny MDP).
@@ -39,12 +41,26 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
+from gymnasium.envs.mujoco.inverted_pendulum_v5 import InvertedPendulumEnv
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+from gymnasium.envs.mujoco.swimmer_v5 import SwimmerEnv
+from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, RecordEpisodeStatistics, TimeLimit
 
 from trpo_bench.envs.atari import AtariPixels
 
 _MJ_STATE = mujoco.mjtState.mjSTATE_INTEGRATION
+STATE_READERS: tuple[type, ...] = (
+    InvertedPendulumEnv,
+    SwimmerEnv,
+    HopperEnv,
+    Walker2dEnv,
+    HalfCheetahEnv,
+)
+"""Tasks whose step reads only qpos/qvel before stepping (read in gymnasium's v5 sources):
+the integration state restores them exactly."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +68,7 @@ class EnvSnapshot:
     """Everything needed to put an env of the same id back into one state."""
 
     family: str
-    sim: Any  # the family's simulator state (MuJoCo: a float64 array; CartPole: its variables)
+    sim: Any  # the simulator state (MuJoCo: an array or an MjData copy; CartPole: its variables)
     wrappers: tuple[tuple[type, tuple[Any, ...]], ...]  # (wrapper type, its state), outermost first
     rng: dict[str, Any] | None  # the unwrapped env's np_random bit-generator state
 
@@ -64,15 +80,32 @@ class _Family(NamedTuple):
     set: Callable[[gym.Env, Any], None]
 
 
-def _mujoco_get(env: gym.Env) -> np.ndarray:
+def has_mujoco_state(env: gym.Env) -> bool:
+    """Whether ``env`` (unwrapped) simulates with MuJoCo: gymnasium's ``MujocoEnv`` or any class
+    holding a ``mujoco.MjModel`` as ``model`` and its ``mujoco.MjData`` as ``data`` (a task of
+    one's own, a package's robot), so ``mj_getState``/``mj_setState`` restore it exactly."""
+    if isinstance(env, MujocoEnv):
+        return True
+    model, data = getattr(env, "model", None), getattr(env, "data", None)
+    return isinstance(model, mujoco.MjModel) and isinstance(data, mujoco.MjData)
+
+
+def _mujoco_get(env: gym.Env) -> Any:
     model, data = env.model, env.data
+    if type(env) not in STATE_READERS:
+        # A task that may read derived quantities before it steps (Ant reads its torso's xpos,
+        # left from the previous step's forward pass): the whole MjData, exact whatever it reads.
+        return copy.copy(data)
     state = np.empty(mujoco.mj_stateSize(model, _MJ_STATE))
     mujoco.mj_getState(model, data, state, _MJ_STATE)
     return state
 
 
-def _mujoco_set(env: gym.Env, state: np.ndarray) -> None:
-    mujoco.mj_setState(env.model, env.data, state, _MJ_STATE)
+def _mujoco_set(env: gym.Env, state: Any) -> None:
+    if isinstance(state, mujoco.MjData):
+        mujoco.mj_copyData(env.data, env.model, state)
+    else:
+        mujoco.mj_setState(env.model, env.data, state, _MJ_STATE)
 
 
 def _cartpole_get(env: gym.Env) -> tuple[Any, Any]:
@@ -105,7 +138,7 @@ _FAMILIES: list[_Family] = [
         lambda env: env.snapshot_state(),
         lambda env, sim: env.restore_state(sim),
     ),
-    _Family("mujoco", lambda env: isinstance(env, MujocoEnv), _mujoco_get, _mujoco_set),
+    _Family("mujoco", has_mujoco_state, _mujoco_get, _mujoco_set),
     _Family("classic", lambda env: isinstance(env, CartPoleEnv), _cartpole_get, _cartpole_set),
     _Family("atari", _is_atari, _atari_get, _atari_set),
 ]
@@ -132,8 +165,10 @@ def _family(env: gym.Env) -> _Family:
             _FAMILY_OF[type(env)] = family
             return family
     raise TypeError(
-        f"cannot snapshot {type(env).__name__}: supported are MuJoCo envs, CartPole, and envs "
-        "defining snapshot_state()/restore_state()"
+        f"cannot snapshot {type(env).__module__}.{type(env).__qualname__}: restored exactly are "
+        "MuJoCo envs (a mujoco.MjModel `model` and MjData `data`), CartPole and Atari; for "
+        "another env, define snapshot_state() -> state and restore_state(state) on its class "
+        "(docs/envs.md)"
     )
 
 
@@ -148,6 +183,17 @@ def _wrapper_chain(env: gym.Env) -> list[gym.Wrapper]:
         chain.append(env)
         env = env.env
     return chain
+
+
+def restore_problem(env: gym.Env) -> str | None:
+    """Why ``env`` (as ``envs.make_env`` builds it) cannot be snapshotted and restored exactly
+    (one line naming the class or wrapper, and the hook to implement); None if it can."""
+    try:
+        _family(env.unwrapped)
+        _wrapper_chain(env)
+    except TypeError as e:
+        return str(e)
+    return None
 
 
 def snapshot(env: gym.Env) -> EnvSnapshot:

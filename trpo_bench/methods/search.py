@@ -52,7 +52,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from trpo_bench.config import ConfigError, TrainConfig
 from trpo_bench.core.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
-from trpo_bench.envs.registry import ENV_SPECS, EnvVector, env_options, make_env
+from trpo_bench.envs.registry import EnvVector, env_options, env_spec, make_env
 from trpo_bench.run.evaluation import PolicyEvaluator, is_due
 from trpo_bench.run.learner import build_learner, policy_artifact
 from trpo_bench.run.progress import episode_stats
@@ -68,7 +68,7 @@ MIN_POPULATION = 4
 
 def episode_limit(env_id: str) -> int | None:
     """The env's time limit T (gymnasium's ``max_episode_steps``), None if it has none."""
-    spec = ENV_SPECS[env_id]
+    spec = env_spec(env_id)
     if spec.family != "atari":  # read from the registry, without building the env
         try:
             return gym.spec(spec.gym_id or env_id).max_episode_steps

@@ -55,7 +55,7 @@ from trpo_bench.config import ConfigError, TrainConfig
 from trpo_bench.core.estimators import enumerated_surrogate, self_normalized_surrogate, standardize
 from trpo_bench.core.policies import DistParams, Policy, select_states
 from trpo_bench.core.value import ValueFunction
-from trpo_bench.envs.registry import EnvVector
+from trpo_bench.envs.registry import EnvVector, restore_problem_of
 from trpo_bench.envs.restore import EnvSnapshot, restore, snapshot
 from trpo_bench.sampling.single_path import collect_paths, iteration_seeds
 
@@ -105,6 +105,12 @@ def check_vine_config(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"config key 'baseline': {cfg.baseline!r} is not allowed with trpo-vine "
             "(allowed: none; eq. 15 and the self-normalised eq. 16 need no baseline)"
+        )
+    problem = restore_problem_of(cfg.env)
+    if problem is not None:
+        raise ConfigError(
+            f"trpo-vine needs to restore {cfg.env}'s envs exactly to branch from a state, and "
+            f"{problem}; every other method runs on it"
         )
     vine_plan(cfg)
 
