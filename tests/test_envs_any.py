@@ -106,6 +106,15 @@ SLIDER_SPEC = {
     "family": "mujoco",
     "summary": "a cart-pole of this package's own MuJoCo model",
     "defaults": {"hidden_sizes": [16], "num_envs": 2, "steps_per_iter": 800, "iterations": 3},
+    "reference": {
+        "sources": {"demo-paper": "the demo package's own paper (made up for the test)"},
+        "published_at": {"demo-paper": {"budget_steps": 1600}},
+        "entries": [
+            {"method": "trpo-single-path", "source": "demo-paper", "metric": "final_return",
+             "value": 123.5}
+        ],
+        "normalization": {"random": 0.0, "best": 200.0},
+    },
 }
 '''
 
@@ -178,6 +187,7 @@ def test_an_unknown_gymnasium_id_gets_a_spec_inferred_from_the_env():
 
 def test_vine_restores_ant_exactly_and_is_refused_where_it_cannot():
     _replays_exactly("Ant-v5")
+    _replays_exactly("Pusher-v5")
     assert restore_problem(make_env("Ant-v5")) is None
     problem = restore_problem(make_env("Acrobot-v1"))
     assert "snapshot_state() -> state and restore_state(state)" in problem
@@ -284,6 +294,11 @@ def test_a_grid_over_new_envs_plans_runs_and_reaches_tables_claims_and_mlflow(en
     results = work / "results" / "byo"
     comparison = pd.read_csv(results / "tables" / "comparison.csv")
     assert set(comparison["env"]) == {SLIDER, COUNTER}
+    # The plug-in's published number sits beside ours (config/reference.yaml knows nothing).
+    published = comparison[
+        (comparison["env"] == SLIDER) & (comparison["method"] == "trpo-single-path")
+    ]
+    assert "123.5" in published.to_csv()
     claims = pd.read_csv(results / "tables" / "claims.csv")
     assert list(claims["claim"].astype(str)) == ["byo"]
     assert claims["comparisons"].tolist() == [1]  # the claim named the new env: compared there
@@ -295,3 +310,27 @@ def test_the_docs_page_names_what_it_documents():
     page = (ROOT / "docs" / "envs.md").read_text()
     for needle in (ENV_PLUGIN_GROUP, "snapshot_state", "restore_state", "trpo-bench envs"):
         assert needle in page
+
+
+def test_plugin_references_merge_under_the_file():
+    from trpo_bench.analysis.references import with_plugin_references
+    from trpo_bench.envs.registry import EnvSpec
+
+    spec = EnvSpec(
+        "Mine-v0",
+        "other",
+        "",
+        reference={
+            "sources": {"mine": "my paper", "tianshou": "a clash"},
+            "entries": [{"method": "cem", "source": "mine", "metric": "final_return", "value": 7}],
+            "normalization": {"random": -1.0, "best": 9.0},
+        },
+    )
+    file = {"sources": {"tianshou": "Tianshou README"}, "normalization": {"Hopper-v5": {}}}
+    merged = with_plugin_references(file, [spec])
+    assert merged["sources"] == {"mine": "my paper", "tianshou": "Tianshou README"}
+    assert merged["entries"] == [
+        {"env": "Mine-v0", "method": "cem", "source": "mine", "metric": "final_return", "value": 7}
+    ]
+    assert merged["normalization"] == {"Hopper-v5": {}, "Mine-v0": {"random": -1.0, "best": 9.0}}
+    assert file["sources"] == {"tianshou": "Tianshou README"}  # the file's data untouched

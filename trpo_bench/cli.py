@@ -321,15 +321,14 @@ def read_grid(grid_file: str) -> dict:
 
 def refresh_committed_report(folder: Path, grid_file: str) -> int:
     """``trpo-bench refresh-report``: :func:`trpo_bench.analysis.reproduction.refresh_report`."""
-    import yaml
-
+    from trpo_bench.analysis.references import load_reference
     from trpo_bench.analysis.reproduction import refresh_report
 
     if not (folder / "runs.csv").is_file() or not (folder / "README.md").is_file():
         raise ConfigError(f"{str(folder)!r} holds no runs.csv and README.md of a reproduction")
     grid = read_grid(grid_file)
     reference = Path(__file__).resolve().parents[1] / grid.get("reference", "config/reference.yaml")
-    norm = (yaml.safe_load(reference.read_text()) or {}).get("normalization", {})
+    norm = load_reference(reference).get("normalization", {})
     command = f"trpo-bench refresh-report {folder} --configfile {grid_file}"
     print(f"wrote {refresh_report(folder, grid, grid_file, command, norm)}")
     return 0
@@ -338,9 +337,9 @@ def refresh_committed_report(folder: Path, grid_file: str) -> int:
 def write_long_runs(grid_file: str, out: Path, short_runs: Path) -> int:
     """``trpo-bench long-runs``: the page of :mod:`trpo_bench.analysis.long_runs`."""
     import pandas as pd
-    import yaml
 
     from trpo_bench.analysis.long_runs import write_long_page
+    from trpo_bench.analysis.references import load_reference
 
     grid = read_grid(grid_file)
     if not grid.get("committed_runs"):
@@ -348,7 +347,7 @@ def write_long_runs(grid_file: str, out: Path, short_runs: Path) -> int:
     reference_file = Path(__file__).resolve().parents[1] / grid.get(
         "reference", "config/reference.yaml"
     )
-    reference = yaml.safe_load(reference_file.read_text()) if reference_file.is_file() else {}
+    reference = load_reference(reference_file)
     short = pd.read_csv(short_runs) if short_runs.is_file() else pd.DataFrame()
     out.parent.mkdir(parents=True, exist_ok=True)
     page = write_long_page(grid, grid_file, short, reference, out)

@@ -51,6 +51,9 @@ class EnvSpec:
     gym_id: str = ""  # the id gymnasium knows, when it differs (Atari: ALE/Pong-v5)
     source: str = "built-in"
     time_limit: int | None = None  # gymnasium's max_episode_steps (inferred specs only)
+    # A plug-in's published numbers, in config/reference.yaml's shape (sources, published_at,
+    # entries, and `normalization: {random, best}` for this env): the tables show them.
+    reference: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _load_specs() -> dict[str, EnvSpec]:
@@ -69,7 +72,7 @@ def _load_specs() -> dict[str, EnvSpec]:
 
 ENV_PLUGIN_GROUP = "trpo_bench.envs"
 """The entry-point group through which a package registers env specs (docs/envs.md)."""
-_SPEC_KEYS = ("family", "summary", "defaults", "paper", "gym_id")
+_SPEC_KEYS = ("family", "summary", "defaults", "paper", "gym_id", "reference")
 
 
 def plugin_spec(name: str, obj: Any, origin: str, taken: Mapping[str, EnvSpec]) -> EnvSpec:
@@ -88,6 +91,7 @@ def plugin_spec(name: str, obj: Any, origin: str, taken: Mapping[str, EnvSpec]) 
             defaults=dict(obj.get("defaults") or {}),
             paper=dict(obj.get("paper") or {}),
             gym_id=str(obj.get("gym_id") or obj.get("id", name)),
+            reference=dict(obj.get("reference") or {}),
         )
     if not isinstance(obj, EnvSpec):
         raise TypeError(f"it names a {type(obj).__name__}, not an EnvSpec or a mapping")

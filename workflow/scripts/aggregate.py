@@ -5,10 +5,9 @@ for the report (trpo_bench.analysis.report)."""
 import logging
 import sys
 
-import yaml
-
 from trpo_bench.analysis import report
 from trpo_bench.analysis import tables as analysis
+from trpo_bench.analysis.references import load_reference
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(message)s")
@@ -16,8 +15,7 @@ sys.stderr = open(sm.log[0], "a")  # noqa: SIM115 (warnings go to the rule's log
 
 opts = sm.params.analysis
 conf, samples, seed = opts["confidence"], opts["bootstrap_samples"], opts["bootstrap_seed"]
-with open(sm.input.reference) as f:
-    reference = yaml.safe_load(f) or {}
+reference = load_reference(sm.input.reference)  # with env plug-ins' published numbers
 
 metric = opts.get("metric", "eval")
 runs, progress = analysis.load_runs(sm.params.planned, metric)

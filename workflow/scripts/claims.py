@@ -4,16 +4,15 @@
 import sys
 
 import pandas as pd
-import yaml
 
 from trpo_bench.analysis import plots
 from trpo_bench.analysis.claims_tables import decide_claims
+from trpo_bench.analysis.references import load_reference
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115 (warnings go to the rule's log)
 
-with open(sm.input.reference) as f:
-    norm_ref = (yaml.safe_load(f) or {}).get("normalization", {})
+norm_ref = load_reference(sm.input.reference).get("normalization", {})
 decided = decide_claims(
     pd.read_csv(sm.input.runs),
     pd.read_csv(sm.input.comparison, keep_default_na=False, na_values=[""]),

@@ -4,9 +4,9 @@
 import sys
 
 import pandas as pd
-import yaml
 
 from trpo_bench.analysis import plots
+from trpo_bench.analysis.references import load_reference
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115 (warnings go to the rule's log)
@@ -14,8 +14,7 @@ sys.stderr = open(sm.log[0], "w")  # noqa: SIM115 (warnings go to the rule's log
 curves = pd.read_csv(sm.input.curves)
 table = pd.read_csv(sm.input.comparison, keep_default_na=False, na_values=[""])
 conf = sm.params.confidence
-with open(sm.input.reference) as f:
-    reference = yaml.safe_load(f) or {}  # Atari panels: random, human and the paper's TRPO
+reference = load_reference(sm.input.reference)  # Atari panels: random, human, the paper's TRPO
 *env_stems, grid_stem = sm.params.stems
 for env, stem in zip(sm.params.envs, env_stems, strict=True):
     plots.save(plots.env_figure(curves, table, env, conf, reference), stem)
