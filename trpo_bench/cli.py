@@ -304,7 +304,10 @@ def write_ablations(grid_files: Sequence[str], out: Path) -> int:
         tables.append(table)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(ablations.ablations_markdown(sections))
-    pd.concat(tables, ignore_index=True).to_csv(out.with_suffix(".csv"), index=False)
+    # Each grid's swept values keep their own type (True, 20, 0.995): object columns, so that
+    # concatenating a bool grid with an int one does not write 0.0 and 20.0.
+    as_written = [t.astype({"value": object, "baseline": object}) for t in tables]
+    pd.concat(as_written, ignore_index=True).to_csv(out.with_suffix(".csv"), index=False)
     print(f"wrote {out} and {out.with_suffix('.csv')}")
     return 0
 
