@@ -310,7 +310,10 @@ def test_a_grid_read_on_top_of_the_full_one_inherits_none_of_its_resources(name)
 @pytest.mark.parametrize(
     ("overlay", "message"),
     [
-        ({"envs": ["CartPole-v1", "Foo-v9"]}, "config error: unknown env 'Foo-v9' in envs"),
+        (
+            {"envs": ["CartPole-v1", "Foo-v9"]},
+            "config error: envs: unknown env 'Foo-v9': gymnasium cannot make it",
+        ),
         ({"seeds": [0, -1]}, "config error: key 'seeds[1]': -1 is less than the minimum of 0"),
         ({"seed": [0]}, "config error: unknown key 'seed' (did you mean 'seeds'?)"),
         (
