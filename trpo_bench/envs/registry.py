@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gymnasium as gym
@@ -101,8 +101,6 @@ def plugin_spec(name: str, obj: Any, origin: str, taken: Mapping[str, EnvSpec]) 
         raise ValueError(f"env {obj.id!r} is already registered ({taken[obj.id].source})")
     if obj.family not in FAMILIES:
         raise ValueError(f"family {obj.family!r} is not one of {', '.join(FAMILIES)}")
-    from dataclasses import replace
-
     return replace(obj, gym_id=obj.gym_id or obj.id, source=f"plug-in {origin}")
 
 
@@ -156,16 +154,14 @@ def check_env_id(env_id: str) -> None:
 def family_of(core: gym.Env) -> str:
     """The family of an unwrapped env: ``mujoco`` (a MuJoCo model and data, whatever the class),
     ``classic`` (gymnasium's classic control), ``atari`` (ale-py), else ``other``."""
-    import mujoco
+    from trpo_bench.envs.restore import has_mujoco_state, is_atari
 
-    from trpo_bench.envs.restore import has_mujoco_state
-
-    if has_mujoco_state(core) and isinstance(getattr(core, "model", None), mujoco.MjModel):
+    if has_mujoco_state(core):
         return "mujoco"
     module = type(core).__module__
     if module.startswith("gymnasium.envs.classic_control"):
         return "classic"
-    if type(core).__name__ == "AtariEnv" and hasattr(core, "ale"):
+    if is_atari(core):
         return "atari"
     return "other"
 

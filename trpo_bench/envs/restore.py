@@ -117,7 +117,8 @@ def _cartpole_set(env: gym.Env, sim: tuple[Any, Any]) -> None:
     env.steps_beyond_terminated = sim[1]
 
 
-def _is_atari(env: gym.Env) -> bool:
+def is_atari(env: gym.Env) -> bool:
+    """Whether ``env`` (unwrapped) is ale-py's Atari env."""
     return type(env).__name__ == "AtariEnv" and hasattr(env, "ale")
 
 
@@ -140,7 +141,7 @@ _FAMILIES: list[_Family] = [
     ),
     _Family("mujoco", has_mujoco_state, _mujoco_get, _mujoco_set),
     _Family("classic", lambda env: isinstance(env, CartPoleEnv), _cartpole_get, _cartpole_set),
-    _Family("atari", _is_atari, _atari_get, _atari_set),
+    _Family("atari", is_atari, _atari_get, _atari_set),
 ]
 
 # Wrapper attributes that change what later steps return; wrappers listed with () keep none.
