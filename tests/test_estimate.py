@@ -100,6 +100,39 @@ def test_rates_fall_back_from_the_pair_to_the_family_method_to_the_family_defaul
         rates.rate("B", "n", "g")
 
 
+def test_env_workers_divide_the_env_share_of_training_not_evaluation_nor_start():
+    # Hopper on 4 threads (4 env workers of its 8 envs), 80% of its training in the envs;
+    # Walker2d on 4 threads but with 2 envs: 2 workers.
+    cfg = {**GRID, "resources": {"mujoco": {"threads": 4, "mem_mb": 1000, "runtime": 10}}}
+    rates = Rates(5.0, RATES.envs, RATES.families, {"mujoco": 10.0}, {"mujoco": {"default": 0.8}})
+    envs = {"Hopper-v5": 8, "Walker2d-v5": 2}
+    est = estimate_grid(
+        cfg,
+        expand_grid(cfg),
+        rates,
+        budget=lambda run: RunWork(BUDGETS[run.env], 2, envs[run.env]),
+        families=FAMILIES,
+    )
+    hopper, walker = est.jobs
+    assert hopper.cpu_s == pytest.approx(2_695 + 20 + 5)  # CPU: as on one thread
+    assert hopper.wall_s == pytest.approx(2_695 * (0.2 + 0.8 / 4) + 20 + 5)  # 1,103 s
+    assert walker.wall_s == pytest.approx(1_395 * (0.2 + 0.8 / 2) + 20 + 5)  # 862 s
+    assert est.longest_s == pytest.approx(1_103)
+    assert est.wall_s(8) == pytest.approx(1_103)  # both at once, 4 cores each
+    assert est.wall_s(4) == pytest.approx(1_103 + 862)  # one after the other
+    assert RATES.share("trpo-single-path", "mujoco") == 0.0  # none measured: no speed-up
+
+
+def test_the_train_rules_priority_is_the_jobs_estimated_wall_seconds():
+    from trpo_bench.analysis.estimate import job_priorities
+
+    runs = expand_grid(GRID)
+    est, priority = estimate_grid(GRID, runs), job_priorities(GRID, runs)
+    assert [priority[r] for r in runs] == [round(j.wall_s) for j in est.jobs]
+    assert len(set(priority.values())) == 2 and min(priority.values()) > 0
+    assert job_priorities({**GRID, "preset": "nonsense"}, runs) == {}  # no estimate: no order
+
+
 def test_longest_first_schedule_holds_a_jobs_threads():
     assert schedule_wall_s([(10, 1), (6, 1), (4, 1)], 2) == 10
     assert schedule_wall_s([(10, 2), (6, 1), (4, 1)], 2) == 16

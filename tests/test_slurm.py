@@ -175,7 +175,7 @@ def _estimate(hours: dict[str, float]) -> GridEstimate:
     jobs = []
     for i, (env, h) in enumerate(hours.items()):
         run = Run(env, "trpo-vine", "trpo-vine", i, (), ())
-        jobs.append(JobEstimate(run, "atari", 1, 1.0, h * 3600.0, 1))
+        jobs.append(JobEstimate(run, "atari", 1, 1.0, h * 3600.0, 1, h * 3600.0))
     return GridEstimate(tuple(jobs))
 
 

@@ -168,7 +168,7 @@ def test_train_argv_round_trips_through_the_cli_parser():
         "step_size": 0.3,
         "experiment": "x",
         "mlflow_uri": "sqlite:////tmp/m.db",
-        "torch_threads": 3,
+        "env_workers": 3,
         "run_name": "Hopper-v5/natural-gradient@step_size=0.3/seed3",
     }
 

@@ -19,6 +19,7 @@ from trpo_bench.analysis.status import run_status
 from trpo_bench.committed import publish_runs
 from trpo_bench.config import FIELDS, ConfigError, parse_overrides, read_yaml_file
 from trpo_bench.envs.registry import ENV_SPECS, env_spec_lines
+from trpo_bench.envs.workers import EnvWorkerError
 from trpo_bench.methods.registry import METHODS
 from trpo_bench.resolve import build_config
 from trpo_bench.run.learner import resolve_device
@@ -26,6 +27,7 @@ from trpo_bench.run.timelimit import TimeLimitReached, job_time_limit
 from trpo_bench.run.trainer import Interrupted, train
 
 EXIT_USER_ERROR = 2
+EXIT_RUN_FAILED = 1
 
 
 def _config_help() -> str:
@@ -272,13 +274,14 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def warn_threads(threads: int) -> None:
-    """One warning line when ``torch_threads`` exceeds the cores this process may use."""
+def warn_threads(threads: int, key: str = "torch_threads") -> None:
+    """One warning line when ``key`` (torch_threads, env_workers) exceeds the cores this process
+    may use."""
     cores = available_cores()
     if threads > cores:
         print(
-            f"trpo-bench: warning: torch_threads={threads} is more than the {cores} cores "
-            "available here; the threads will compete (slower, not faster)",
+            f"trpo-bench: warning: {key}={threads} is more than the {cores} cores "
+            "available here; they will compete (slower, not faster)",
             file=sys.stderr,
         )
 
@@ -407,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.out)
         check_writable(out)
         warn_threads(cfg.torch_threads)
+        warn_threads(min(cfg.env_workers, cfg.num_envs), "env_workers")
     except ConfigError as e:
         print(f"trpo-bench: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -431,6 +435,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
         return EXIT_USER_ERROR
+    except EnvWorkerError as e:  # summary.json says failed; the last checkpoint is kept
+        print(
+            f"trpo-bench: error: {e}\nThe run stopped (status failed); the same command resumes "
+            "it from its last checkpoint.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_RUN_FAILED
     except (Interrupted, TimeLimitReached) as e:
         print(
             f"trpo-bench: {e}; the run resumes from its checkpoint when started again",

@@ -311,7 +311,20 @@ class TrainConfig:
     )
 
     # Bookkeeping.
-    torch_threads: int = _f(1, "torch intra-op threads (1 makes runs reproducible).", min=1)
+    torch_threads: int = _f(
+        1,
+        "torch intra-op threads for the policy, value net and update. Above 1 the update may "
+        "round differently (a run is then reproducible for the same thread count on the same "
+        "machine); 1 gives the same numbers whatever the machine's load.",
+        min=1,
+    )
+    env_workers: int = _f(
+        1,
+        "Processes that step the run's envs (trpo_bench.envs.workers): 1 steps them in the "
+        "run's own process; K > 1 splits them into K slices stepped in parallel. Changes the "
+        "wall time only, never a number (capped at num_envs).",
+        min=1,
+    )
     device: str = _f(
         "cpu",
         "Where the policy, value net and update run: cpu, cuda (a GPU; the envs stay on the "

@@ -36,7 +36,7 @@ from trpo_bench.variants import variant_name
 # torch and the plug-ins, so the functions that need it import it when called.
 
 # Keys the workflow sets itself for every run; a grid may not override them.
-WORKFLOW_KEYS = ("env", "method", "seed", "experiment", "mlflow_uri", "torch_threads", "run_name")
+WORKFLOW_KEYS = ("env", "method", "seed", "experiment", "mlflow_uri", "env_workers", "run_name")
 RESOURCE_KEYS = ("threads", "mem_mb", "runtime")
 
 
@@ -280,7 +280,8 @@ def train_argv(
         **dict(run.settings),
         "experiment": cfg["experiment"],
         "mlflow_uri": mlflow_uri,
-        "torch_threads": threads,
+        # The job's cores step its envs (trpo_bench.envs.workers): no number changes with them.
+        "env_workers": threads,
         # A swept run is told apart in MLflow by its variant (natural-gradient@step_size=3).
         "run_name": f"{run.env}/{run.variant}/seed{run.seed}",
     }

@@ -10,9 +10,14 @@ benchmarks/bench_workflow.py estimate`` measures them again). A pair the table d
 falls back to its env family's rate for that method, then to the family's ``default``; an env
 without an evaluation figure takes its family's.
 
-The grid's wall time on N cores is worked out by scheduling its jobs longest first, each on as
-many cores as its ``threads`` (at the rate measured on one thread: more threads are not assumed
-to help), so it is at least the longest job.
+A job given ``threads`` cores steps its envs in that many env workers (``env_workers``,
+``trpo_bench.envs.workers``; at most its ``num_envs``), which divide the share of its training
+time spent stepping envs: its wall time is ``training x ((1 - share) + share / workers)`` plus
+its evaluations and fixed cost, where ``share`` is measured per family and method (the
+``env_share`` table of the rates file, from ``benchmarks/bench_workers.py``'s K = 1 against
+K = 2). The grid's wall time on N cores is worked out by scheduling its jobs longest first
+(as the train rule's ``priority``, :func:`job_priority`, makes Snakemake start them), each on
+as many cores as its ``threads``, so it is at least the longest job.
 
 On a cluster whose jobs have a time limit (the grid's ``max_job_minutes``, e.g. a SLURM
 partition's), a run longer than the limit runs as several jobs (segments), each stopping before
@@ -60,6 +65,13 @@ class Rates:
     envs: Mapping[str, Mapping[str, float]]  # env id -> method -> rate
     families: Mapping[str, Mapping[str, float]]  # family -> method (or "default") -> rate
     evaluation_s: Mapping[str, float] = field(default_factory=dict)  # env id or family -> s
+    env_share: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # family -> method
+
+    def share(self, method: str, family: str) -> float:
+        """The share of a one-thread training iteration that env workers divide (the family's
+        figure for the method, else its default, else 0: no speed-up assumed)."""
+        fam = self.env_share.get(family, {})
+        return float(fam.get(method, fam.get("default", 0.0)))
 
     def evaluation(self, env: str, family: str) -> float:
         """CPU seconds of one evaluation on ``env`` (its own figure, else its family's, else
@@ -85,6 +97,7 @@ class Rates:
             envs={e: dict(m or {}) for e, m in (data.get("envs") or {}).items()},
             families={f: dict(m or {}) for f, m in (data.get("families") or {}).items()},
             evaluation_s={k: float(v) for k, v in (data.get("evaluation_cpu_s") or {}).items()},
+            env_share={f: dict(m or {}) for f, m in (data.get("env_share") or {}).items()},
         )
 
 
@@ -103,6 +116,7 @@ class RunWork:
 
     env_steps: int
     evaluations: int = 0
+    num_envs: int = 1  # the most env workers the run can use
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,11 @@ class JobEstimate:
     rate: float  # env steps per CPU second
     cpu_s: float  # env_steps / rate + evaluations x one evaluation + the fixed cost
     threads: int
+    wall_s: float  # on its threads: the env stepping divided among its env workers
+
+    @property
+    def env_workers(self) -> int:
+        return self.threads
 
 
 @dataclass(frozen=True)
@@ -125,7 +144,8 @@ class GridEstimate:
 
     @property
     def longest_s(self) -> float:
-        return max((j.cpu_s for j in self.jobs), default=0.0)
+        """The longest job's wall time on its threads."""
+        return max((j.wall_s for j in self.jobs), default=0.0)
 
     def cpu_s_by_family(self) -> dict[str, float]:
         totals: dict[str, float] = {}
@@ -135,7 +155,7 @@ class GridEstimate:
 
     def wall_s(self, cores: int) -> float:
         """Wall time on ``cores`` cores, the longest jobs started first."""
-        return schedule_wall_s([(j.cpu_s, j.threads) for j in self.jobs], cores)
+        return schedule_wall_s([(j.wall_s, j.threads) for j in self.jobs], cores)
 
 
 def schedule_wall_s(jobs: Sequence[tuple[float, int]], cores: int) -> float:
@@ -194,11 +214,11 @@ def plan_segments(cfg: Mapping[str, Any], estimate: GridEstimate) -> SegmentPlan
         return SegmentPlan(None, 0.0, 1, 0)
     most = 1
     for j in estimate.jobs:
-        n = segments_needed(j.cpu_s, 60.0 * job_limit_minutes(cfg, j.run.env))
+        n = segments_needed(j.wall_s, 60.0 * job_limit_minutes(cfg, j.run.env))
         most = max(most, n) if n else most
-    longest = max(estimate.jobs, key=lambda j: j.cpu_s)
+    longest = max(estimate.jobs, key=lambda j: j.wall_s)
     limit_s = 60.0 * job_limit_minutes(cfg, longest.run.env)
-    segments = segments_needed(longest.cpu_s, limit_s)
+    segments = segments_needed(longest.wall_s, limit_s)
     # Three more than planned (a slow node, a preempted job, a node failure); none where every
     # run fits in one job (a failing run is then not retried).
     retries = most + 2 if most > 1 else 0
@@ -229,7 +249,7 @@ def segment_line(cfg: Mapping[str, Any], plan: SegmentPlan) -> str | None:
     run = plan.longest.run
     name = f"{run.env} {run.variant} seed {run.seed}"
     head = (
-        f"trpo-bench: the longest job ({name}) about {format_hours(plan.longest.cpu_s)} against "
+        f"trpo-bench: the longest job ({name}) about {format_hours(plan.longest.wall_s)} against "
         f"a job time limit of {format_hours(plan.limit_s)} ({where})"
     )
     if plan.segments == 0:
@@ -238,7 +258,7 @@ def segment_line(cfg: Mapping[str, Any], plan: SegmentPlan) -> str | None:
             "raise max_job_minutes or the runtime"
         )
     if plan.fits and plan.retries == 0:
-        if not cap and plan.longest.cpu_s < LONG_WALL_S:
+        if not cap and plan.longest.wall_s < LONG_WALL_S:
             return None
         hint = "" if cap else "; on a cluster, set max_job_minutes to your partition's limit"
         return f"{head}: fits in one job{hint}."
@@ -261,7 +281,8 @@ def run_work(run: Run, preset: str) -> RunWork:
     training config."""
     cfg = run_config(run, preset)
     steps = int(cfg.iterations) * int(cfg.steps_per_iter)
-    return RunWork(steps, evaluations(int(cfg.iterations), int(cfg.eval_every)))
+    evals = evaluations(int(cfg.iterations), int(cfg.eval_every))
+    return RunWork(steps, evals, int(cfg.num_envs))
 
 
 def estimate_grid(
@@ -294,13 +315,27 @@ def estimate_grid(
         family = families[run.env]
         work = budget(run)
         rate = rates.rate(run.env, run.method, family)
-        cpu_s = (
-            work.env_steps / rate
-            + work.evaluations * rates.evaluation(run.env, family)
-            + rates.fixed_cost_s
+        training_s = work.env_steps / rate
+        other_s = work.evaluations * rates.evaluation(run.env, family) + rates.fixed_cost_s
+        threads = _threads(cfg, run.env)
+        share = rates.share(run.method, family)
+        workers = max(1, min(threads, work.num_envs))
+        wall_s = training_s * ((1.0 - share) + share / workers) + other_s
+        jobs.append(
+            JobEstimate(run, family, work.env_steps, rate, training_s + other_s, threads, wall_s)
         )
-        jobs.append(JobEstimate(run, family, work.env_steps, rate, cpu_s, _threads(cfg, run.env)))
     return GridEstimate(tuple(jobs))
+
+
+def job_priorities(cfg: Mapping[str, Any], runs: Sequence[Run]) -> dict[Run, int]:
+    """The train rule's Snakemake ``priority`` of each run: its job's estimated wall seconds,
+    so that the longest jobs start first (the schedule :meth:`GridEstimate.wall_s` assumes);
+    empty (every priority 0) where the grid cannot be estimated."""
+    try:
+        jobs = estimate_grid(cfg, runs).jobs
+    except Exception:
+        return {}
+    return {j.run: max(0, round(j.wall_s)) for j in jobs}
 
 
 def _threads(cfg: Mapping[str, Any], env: str) -> int:

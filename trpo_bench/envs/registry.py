@@ -22,6 +22,14 @@ import numpy as np
 from trpo_bench.config import ConfigError, load_preset
 from trpo_bench.core.policy_kind import POLICY_NAMES, policy_kind
 from trpo_bench.envs.mujoco_vector import MujocoStepper, supports
+from trpo_bench.envs.restore import (
+    EnvSnapshot,
+    has_mujoco_state,
+    is_atari,
+    restore,
+    restore_problem,
+    snapshot,
+)
 
 FAMILIES = ("mujoco", "classic", "atari", "other")
 """How an env is built, stepped and restored; and the key of its resources and rates."""
@@ -154,8 +162,6 @@ def check_env_id(env_id: str) -> None:
 def family_of(core: gym.Env) -> str:
     """The family of an unwrapped env: ``mujoco`` (a MuJoCo model and data, whatever the class),
     ``classic`` (gymnasium's classic control), ``atari`` (ale-py), else ``other``."""
-    from trpo_bench.envs.restore import has_mujoco_state, is_atari
-
     if has_mujoco_state(core):
         return "mujoco"
     module = type(core).__module__
@@ -219,8 +225,6 @@ def restore_problem_of(env_id: str) -> str | None:
     if spec.source == "built-in":  # their families restore exactly (tests/test_restore.py)
         return None
     if env_id not in _RESTORE_PROBLEMS:
-        from trpo_bench.envs.restore import restore_problem
-
         env = make_env(env_id)
         try:
             _RESTORE_PROBLEMS[env_id] = restore_problem(env)
@@ -330,6 +334,7 @@ class EnvVector:
         self.env_id = env_id
         self.options = dict(options or {})
         self.envs = [make_env(env_id, self.options) for _ in range(num_envs)]
+        self.companions: list[Any] = []  # vectors built for this one (vine's branch pool)
         self._mujoco = _mujoco_stepper(env_id, self.envs, self.options)
         self.observation_space = self.envs[0].observation_space
         self.action_space = self.envs[0].action_space
@@ -346,10 +351,9 @@ class EnvVector:
         return len(self.envs)
 
     @property
-    def mujoco_stepper(self) -> MujocoStepper | None:
-        """The vector stepper of these envs (None: gymnasium's step), for loops of their own
-        that step envs one by one (the derivative-free search's candidate evaluation)."""
-        return self._mujoco
+    def workers(self) -> int:
+        """Env worker processes: none besides this one (``trpo_bench.envs.workers``)."""
+        return 1
 
     def reset(self, seeds: Sequence[int]) -> np.ndarray:
         """Reset every env with its own seed; later resets continue each env's own RNG."""
@@ -402,6 +406,45 @@ class EnvVector:
             self.obs[i] = o
         return StepResult(None, reward, terminated, truncated, {})
 
+    def reset_some(self, indices: Sequence[int], seeds: Sequence[int]) -> np.ndarray:
+        """Reset ``envs[indices[j]]`` with ``seeds[j]``; their observations, stacked (not
+        written to ``self.obs``: the derivative-free search keeps its own)."""
+        return np.stack(
+            [
+                np.asarray(self.envs[i].reset(seed=int(s))[0])
+                for i, s in zip(indices, seeds, strict=True)
+            ]
+        )
+
+    def step_raw(
+        self, actions: np.ndarray, indices: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Step ``envs[indices[j]]`` with ``actions[j]`` as given (no clipping, dtype kept: the
+        search's float32 actions give gymnasium's control costs bit for bit), without resets:
+        observations, rewards, terminated and truncated, as gymnasium's ``step`` gives them."""
+        n = len(indices)
+        if self._mujoco is not None:
+            obs = np.empty((n, *self.obs.shape[1:]))
+            reward, terminated, truncated = self._mujoco.step(actions, indices, obs)
+            return obs, reward, terminated, truncated
+        observations = []
+        reward = np.zeros(n)
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        for j, i in enumerate(indices):
+            o, reward[j], terminated[j], truncated[j], _ = self.envs[i].step(actions[j])
+            observations.append(np.asarray(o))
+        return np.stack(observations), reward, terminated, truncated
+
+    def snapshot(self, indices: Sequence[int]) -> list[EnvSnapshot]:
+        """The full state of each env in ``indices``, in order (``restore.snapshot``)."""
+        return [snapshot(self.envs[i]) for i in indices]
+
+    def restore(self, indices: Sequence[int], snaps: Sequence[EnvSnapshot]) -> None:
+        """Put ``envs[indices[j]]`` into the state of ``snaps[j]`` (``restore.restore``)."""
+        for i, snap in zip(indices, snaps, strict=True):
+            restore(self.envs[i], snap)
+
     def _step_mujoco(self, actions: np.ndarray, n: int) -> StepResult:
         """:meth:`step` through :class:`~trpo_bench.envs.mujoco_vector.MujocoStepper`."""
         obs = self.obs
@@ -413,5 +456,9 @@ class EnvVector:
         return StepResult(obs, reward, terminated, truncated & ~terminated, final_obs)
 
     def close(self) -> None:
+        """Close the envs and the companion vectors (which close with this one)."""
+        for companion in self.companions:
+            companion.close()
+        self.companions = []
         for env in self.envs:
             env.close()

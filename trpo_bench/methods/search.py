@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,7 +52,8 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from trpo_bench.config import ConfigError, TrainConfig
 from trpo_bench.core.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
-from trpo_bench.envs.registry import EnvVector, env_options, env_spec, make_env
+from trpo_bench.envs.registry import env_options, env_spec, make_env
+from trpo_bench.envs.workers import AnyEnvVector
 from trpo_bench.run.evaluation import PolicyEvaluator, is_due
 from trpo_bench.run.learner import build_learner, policy_artifact
 from trpo_bench.run.progress import episode_stats
@@ -175,17 +176,17 @@ class CandidateEvaluator:
     other network falls back to ``torch.func.vmap`` over ``functional_call``.
     """
 
-    def __init__(self, envs: EnvVector, policy: Policy, keep_visited: bool = False) -> None:
-        self.envs, self.policy, self.keep_visited = envs.envs, policy, keep_visited
-        # MuJoCo tasks step through the vector stepper: gymnasium's rewards, terminations and
-        # observations bit for bit, with the actions' float32 kept (trpo_bench.envs.mujoco_vector)
-        self.stepper = envs.mujoco_stepper
+    def __init__(self, envs: AnyEnvVector, policy: Policy, keep_visited: bool = False) -> None:
+        # envs.step_raw steps MuJoCo tasks through the vector stepper (gymnasium's rewards,
+        # terminations and observations bit for bit, the actions' float32 kept), in this
+        # process or in the run's env workers (trpo_bench.envs.workers).
+        self.envs, self.policy, self.keep_visited = envs, policy, keep_visited
         self.discrete = envs.discrete
         self.head = policy_head(policy)
         self.names = [name for name, _ in self.head.named_parameters()]
         self.shapes = [p.shape for p in self.head.parameters()]
         self.dim = sum(p.numel() for p in self.head.parameters())
-        n = len(self.envs)
+        n = envs.num_envs
         self.obs = np.zeros((n, *envs.observation_space.shape), dtype=np.float32)
         # Row s holds the parameter vector of the job env s is running.
         self.slot_params = torch.zeros(n, self.dim)
@@ -245,21 +246,6 @@ class CandidateEvaluator:
 
         return torch.func.vmap(one)(params, x)
 
-    def _step(
-        self, actions: np.ndarray, active: list[int]
-    ) -> Iterator[tuple[int, np.ndarray, float, bool, bool]]:
-        """Step the ``active`` envs with their actions: (slot, observation, reward, terminated,
-        truncated) for each, as gymnasium's ``step`` gives them."""
-        if self.stepper is None:
-            for slot in active:
-                obs, reward, terminated, truncated, _ = self.envs[slot].step(actions[slot])
-                yield slot, obs, reward, terminated, truncated
-            return
-        obs = np.empty((len(active), *self.obs.shape[1:]))
-        reward, terminated, truncated = self.stepper.step(actions[active], active, obs)
-        for j, slot in enumerate(active):
-            yield slot, obs[j], float(reward[j]), bool(terminated[j]), bool(truncated[j])
-
     def evaluate(self, vectors: Tensor, seeds: Sequence[int], horizon: int) -> Evaluation:
         """Run each of the ``[K, D]`` parameter vectors on one episode per seed, cut at
         ``horizon`` steps (or ended by the env). Episodes are independent of which env runs
@@ -270,9 +256,10 @@ class CandidateEvaluator:
         returns = np.zeros(n_jobs)
         lengths = np.zeros(n_jobs, dtype=np.int64)
         visited: list[np.ndarray] = []
-        n = min(len(self.envs), n_jobs)
+        n = min(self.envs.num_envs, n_jobs)
         job_of = np.zeros(n, dtype=np.int64)
         next_job = 0
+        to_reset: list[int] = []  # slots whose next job starts: reset together, one call
 
         def start(slot: int) -> None:
             nonlocal next_job
@@ -280,10 +267,17 @@ class CandidateEvaluator:
             next_job += 1
             job_of[slot] = job
             self.slot_params[slot] = vectors[job // e]
-            self.obs[slot], _ = self.envs[slot].reset(seed=int(seeds[job % e]))
+            to_reset.append(slot)
+
+        def reset_started() -> None:
+            if to_reset:
+                seeds_of = [int(seeds[job_of[slot] % e]) for slot in to_reset]
+                self.obs[to_reset] = self.envs.reset_some(to_reset, seeds_of)
+                to_reset.clear()
 
         for slot in range(n):
             start(slot)
+        reset_started()
         active = list(range(n))
         ret = np.zeros(n)
         length = np.zeros(n, dtype=np.int64)
@@ -291,11 +285,12 @@ class CandidateEvaluator:
             if self.keep_visited:
                 visited.append(self.obs[active].copy())
             actions = self.actions()
+            obs, reward, terminated, truncated = self.envs.step_raw(actions[active], active)
             running = []
-            for slot, obs, reward, terminated, truncated in self._step(actions, active):
-                ret[slot] += reward
+            for j, slot in enumerate(active):
+                ret[slot] += reward[j]
                 length[slot] += 1
-                if terminated or truncated or length[slot] >= horizon:
+                if terminated[j] or truncated[j] or length[slot] >= horizon:
                     job = job_of[slot]
                     returns[job], lengths[job] = ret[slot], length[slot]
                     ret[slot], length[slot] = 0.0, 0
@@ -303,8 +298,9 @@ class CandidateEvaluator:
                         start(slot)
                         running.append(slot)
                 else:
-                    self.obs[slot] = obs
+                    self.obs[slot] = obs[j]
                     running.append(slot)
+            reset_started()
             active = running
         return Evaluation(
             returns.reshape(k, e),

@@ -10,14 +10,16 @@ from collections.abc import Mapping
 from typing import Any
 
 # Config keys that are not part of a run's identity: where it is logged (tracking), how often it
-# is checkpointed, its threads (the workflow sets them from the job's cores; results change only
-# through float rounding), and its length (a finished run may be extended).
+# is checkpointed, its threads and env workers (the workflow sets the workers from the job's
+# cores; they change no number; torch threads change only float rounding), and its length (a
+# finished run may be extended).
 NOT_IDENTITY_KEYS = (
     "mlflow",
     "run_name",
     "mlflow_uri",
     "experiment",
     "torch_threads",
+    "env_workers",
     "device",
     "checkpoint_every",
     "iterations",

@@ -17,7 +17,8 @@ import torch
 from trpo_bench.config import ConfigError, TrainConfig
 from trpo_bench.core.policies import Policy, make_policy
 from trpo_bench.core.value import ValueFunction
-from trpo_bench.envs.registry import EnvVector, env_options, make_env
+from trpo_bench.envs.registry import env_options, make_env
+from trpo_bench.envs.workers import AnyEnvVector, make_env_vector
 from trpo_bench.run.checkpoint import load_data
 
 __all__ = ["Learner", "build_learner", "load_policy", "policy_artifact", "resolve_device"]
@@ -44,7 +45,7 @@ def resolve_device(name: str) -> torch.device:
 class Learner:
     """What a run owns: its envs, policy and (optional) value function."""
 
-    envs: EnvVector
+    envs: AnyEnvVector
     policy: Policy
     value_fn: ValueFunction | None
 
@@ -54,7 +55,7 @@ def build_learner(cfg: TrainConfig, device: torch.device | None = None) -> Learn
     every device starts from the same weights), then moved to ``device`` (default: the
     ``device`` key's). The envs always step on the CPU."""
     device = resolve_device(cfg.device) if device is None else device
-    envs = EnvVector(cfg.env, cfg.num_envs, env_options(cfg))
+    envs = make_env_vector(cfg.env, cfg.num_envs, env_options(cfg), cfg.env_workers)
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
         policy = make_policy(

@@ -36,7 +36,7 @@ from trpo_bench.core.estimators import (
 from trpo_bench.core.optim import flat_grad
 from trpo_bench.core.policies import DistParams, Policy, select_states
 from trpo_bench.core.value import ValueFunction
-from trpo_bench.envs.registry import EnvVector
+from trpo_bench.envs.workers import AnyEnvVector
 
 
 @dataclass
@@ -90,7 +90,7 @@ def iteration_seeds(seed: int, iteration: int, n: int) -> tuple[list[int], int]:
 
 
 def collect_paths(
-    envs: EnvVector,
+    envs: AnyEnvVector,
     policy: Policy,
     steps: int,
     env_seeds: list[int],
@@ -283,7 +283,7 @@ class SinglePathObjective(Objective):
 
 
 def sample_single_path(
-    envs: EnvVector,
+    envs: AnyEnvVector,
     policy: Policy,
     cfg: TrainConfig,
     iteration: int,

@@ -55,8 +55,9 @@ from trpo_bench.config import ConfigError, TrainConfig
 from trpo_bench.core.estimators import enumerated_surrogate, self_normalized_surrogate, standardize
 from trpo_bench.core.policies import DistParams, Policy, select_states
 from trpo_bench.core.value import ValueFunction
-from trpo_bench.envs.registry import EnvVector, restore_problem_of
-from trpo_bench.envs.restore import EnvSnapshot, restore, snapshot
+from trpo_bench.envs.registry import restore_problem_of
+from trpo_bench.envs.restore import EnvSnapshot
+from trpo_bench.envs.workers import AnyEnvVector, make_env_vector
 from trpo_bench.sampling.single_path import collect_paths, iteration_seeds
 
 
@@ -131,7 +132,7 @@ class BranchResults:
 
 
 def run_branches(
-    pool: EnvVector,
+    pool: AnyEnvVector,
     policy: Policy,
     specs: Iterable[BranchSpec],
     branches_per_state: int,
@@ -185,9 +186,9 @@ def run_branches(
                 q_hat.append(np.zeros(k))
                 if free_budget is not None:
                     free_budget -= k * h
-                for j in range(k):
-                    slot = free_slots.pop()
-                    restore(pool.envs[slot], spec.snapshot)
+                slots = [free_slots.pop() for _ in range(k)]
+                pool.restore(slots, [spec.snapshot] * k)  # in the worker that owns each slot
+                for j, slot in enumerate(slots):
                     slot_state[slot], slot_k[slot], slot_t[slot] = n, j, 0
                     slot_q[slot], slot_disc[slot] = 0.0, 1.0
                     slot_first[slot] = spec.actions[j]
@@ -281,22 +282,25 @@ class VineObjective(Objective):
 
 
 # The branch pools, one per run's trunk vector; built once and reused every iteration.
-_POOLS: weakref.WeakKeyDictionary[EnvVector, EnvVector] = weakref.WeakKeyDictionary()
+_POOLS: weakref.WeakKeyDictionary[AnyEnvVector, AnyEnvVector] = weakref.WeakKeyDictionary()
 
 
-def branch_pool(envs: EnvVector, size: int) -> EnvVector:
-    """The vector of ``size`` envs that branches of ``envs``' states run on (cached)."""
+def branch_pool(envs: AnyEnvVector, size: int) -> AnyEnvVector:
+    """The vector of ``size`` envs that branches of ``envs``' states run on (cached), in as
+    many env workers as ``envs`` has; it closes with ``envs``."""
     pool = _POOLS.get(envs)
     if pool is None or pool.num_envs != size:
         if pool is not None:
             pool.close()
-        pool = EnvVector(envs.env_id, size, envs.options)
+            envs.companions.remove(pool)
+        pool = make_env_vector(envs.env_id, size, envs.options, envs.workers)
         _POOLS[envs] = pool
+        envs.companions.append(pool)
     return pool
 
 
 def sample_vine(
-    envs: EnvVector,
+    envs: AnyEnvVector,
     policy: Policy,
     cfg: TrainConfig,
     iteration: int,
@@ -319,7 +323,7 @@ def sample_vine(
         plan.trunk_steps,
         env_seeds,
         generator,
-        before_step=lambda n: snaps.extend(snapshot(env) for env in envs.envs[:n]),
+        before_step=lambda n: snaps.extend(envs.snapshot(range(n))),
         clip_rewards=cfg.clip_rewards,
     )
     mask = rollout.valid.reshape(-1)

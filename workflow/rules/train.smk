@@ -11,10 +11,12 @@
 # stays, so no attempt loses completed iterations, and a run that finished just before its
 # limit is rewritten from its final checkpoint without training (README, On a SLURM cluster).
 
-from trpo_bench.analysis.estimate import job_limit_minutes, train_retries
+from trpo_bench.analysis.estimate import job_limit_minutes, job_priorities, train_retries
 
 # Planned by the main process only (a cluster job re-reads this file and never retries itself).
 TRAIN_RETRIES = train_retries(config, TO_TRAIN) if workflow.is_main_process else 0
+# The longest jobs first (their estimated wall seconds): the grid's wall time is bounded by them.
+PRIORITIES = job_priorities(config, TO_TRAIN) if workflow.is_main_process else {}
 
 
 rule train:
@@ -28,6 +30,7 @@ rule train:
     benchmark:
         f"{RESULTS}/benchmarks/train/{{env}}/{{variant}}/seed{{seed}}.tsv"
     retries: TRAIN_RETRIES
+    priority: lambda wildcards: PRIORITIES.get(run_of(wildcards), 0)
     threads: lambda wildcards: train_resources(wildcards)["threads"]
     resources:
         mem_mb=lambda wildcards: train_resources(wildcards)["mem_mb"],
@@ -37,11 +40,13 @@ rule train:
     params:
         command=lambda wildcards, output, threads: train_command(wildcards, output, threads),
     shell:
-        # One torch thread per declared core; numpy's BLAS likewise. (Snakemake deletes the log
-        # before each attempt: it holds the last job's, which says where that job resumed.)
+        # The job's declared cores step its envs (env_workers, set by train_command; no number
+        # changes with them); torch keeps its own torch_threads (1 unless the grid sets it), and
+        # numpy's BLAS one thread, so that the workers have the cores. (Snakemake deletes the
+        # log before each attempt: it holds the last job's, which says where that job resumed.)
         # Every path and value is quoted: the command by shlex.join (train_command), the log
         # by :q, so a results folder or a name with shell characters runs nothing.
-        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} "
+        "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "
         "{params.command} > {log:q} 2>&1"
 
 
