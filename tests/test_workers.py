@@ -8,6 +8,7 @@ equals an uninterrupted one; a killed main process leaves no worker behind.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -136,7 +137,7 @@ def test_a_worker_exception_names_the_env_the_worker_and_its_envs():
         message = str(err.value)
         assert "env worker 1 of 2 (InvertedPendulum-v5, envs 2-3) failed" in message
         assert "Traceback" in message  # the worker's own
-        assert there.workers == 0  # the others were stopped with it
+        assert there.processes == 0  # the others were stopped with it
     finally:
         there.close()
 
@@ -166,12 +167,19 @@ def test_a_worker_killed_mid_iteration_ends_the_run_and_the_resume_is_exact(tmp_
 
 
 def _workers_of(pid: int) -> set[int]:
-    """The env workers of process ``pid`` (its spawned children, not multiprocessing's
-    resource tracker)."""
-    out = subprocess.run(
-        ["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True
-    )
-    return {int(line.split()[0]) for line in out.stdout.splitlines() if "spawn_main" in line}
+    """The env workers of process ``pid``: its spawned children, not multiprocessing's resource
+    tracker. Read from /proc, not ``ps``, whose options differ between procps and busybox."""
+    workers = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")".
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):  # the process ended while being read
+            continue
+        if ppid == pid and b"spawn_main" in cmdline:
+            workers.add(int(stat.parent.name))
+    return workers
 
 
 def _alive(pid: int) -> bool:
@@ -183,7 +191,7 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split()[2] == "Z")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ps --ppid and /proc")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize(
     "sig, target", [(signal.SIGKILL, "run"), (signal.SIGTERM, "run"), (signal.SIGKILL, "worker")]
 )
@@ -193,7 +201,7 @@ def test_a_killed_run_or_worker_leaves_no_worker_behind(sig, target, tmp_path):
         *(sys.executable, "-m", "trpo_bench.cli", "train", "--env", "Hopper-v5"),
         *("--method", "trpo-single-path", "--out", str(out), "--quiet"),
         *("--iterations", "1000", "--steps-per-iter", "2000", "--set", "num_envs=4"),
-        *("--set", "env_workers=2", "--set", "mlflow=false", "--set", "eval_every=0"),
+        *("--set", "env_workers=3", "--set", "mlflow=false", "--set", "eval_every=0"),
         *("--set", "checkpoint_every=1"),
     ]
     stderr = tmp_path / "stderr"
@@ -207,7 +215,9 @@ def test_a_killed_run_or_worker_leaves_no_worker_behind(sig, target, tmp_path):
         ):
             time.sleep(0.2)
         workers = _workers_of(run.pid)
-        assert len(workers) == 2, "the run did not train with its two env workers"
+        assert len(workers) == 2, (
+            f"the run did not train with its two env worker processes: {stderr.read_text()}"
+        )
         os.kill(run.pid if target == "run" else min(workers), sig)
         run.wait(timeout=30)
         deadline = time.monotonic() + 10
@@ -217,12 +227,13 @@ def test_a_killed_run_or_worker_leaves_no_worker_behind(sig, target, tmp_path):
         if target == "worker":  # one error line naming the worker; the checkpoint kept
             assert run.returncode == 1
             err = stderr.read_text()
-            assert (
-                "trpo-bench: error: env worker 0 of 2 (Hopper-v5, envs 0-1) was killed by "
-                "signal SIGKILL"
-                in err
-                and "Traceback" not in err
-            )
+            # worker 1 or 2 of 3 (the run's own process steps env 0)
+            assert re.search(
+                r"trpo-bench: error: env worker [12] of 3 \(Hopper-v5, envs \d-\d\) was killed "
+                r"by signal SIGKILL",
+                err,
+            ), err
+            assert "Traceback" not in err
             assert '"status": "failed"' in (out / "summary.json").read_text()
             assert (out / "checkpoint.pt").exists()
         elif sig == signal.SIGTERM:
@@ -238,3 +249,20 @@ def test_two_torch_threads_give_the_same_numbers_twice(tmp_path):
     for name in ("a", "b"):
         train(_cfg("Hopper-v5", "trpo-single-path", 1, **settings), tmp_path / name)
     pd.testing.assert_frame_equal(_progress(tmp_path / "a"), _progress(tmp_path / "b"))
+
+
+def test_a_script_without_a_main_guard_is_told_what_spawn_needs(tmp_path):
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        "from trpo_bench.envs.workers import WorkerEnvVector\n"
+        "WorkerEnvVector('InvertedPendulum-v5', 2, workers=2).close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert (
+        "env worker 1 of 2 (InvertedPendulum-v5, envs 1-1) exited with status 1 while "
+        "starting" in done.stderr
+    )
+    assert 'if __name__ == "__main__":' in done.stderr

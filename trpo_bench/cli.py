@@ -19,7 +19,7 @@ from trpo_bench.analysis.status import run_status
 from trpo_bench.committed import publish_runs
 from trpo_bench.config import FIELDS, ConfigError, parse_overrides, read_yaml_file
 from trpo_bench.envs.registry import ENV_SPECS, env_spec_lines
-from trpo_bench.envs.workers import EnvWorkerError
+from trpo_bench.envs.workers import EnvWorkerError, available_cores
 from trpo_bench.methods.registry import METHODS
 from trpo_bench.resolve import build_config
 from trpo_bench.run.learner import resolve_device
@@ -264,14 +264,6 @@ def check_writable(out: Path) -> None:
             pass
     except OSError as e:
         raise ConfigError(f"output folder {str(out)!r} is not writable: {e.strerror}") from None
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity: a SLURM job's allocation)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def warn_threads(threads: int, key: str = "torch_threads") -> None:

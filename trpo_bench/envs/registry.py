@@ -351,6 +351,11 @@ class EnvVector:
         return len(self.envs)
 
     @property
+    def mujoco_stepper(self) -> MujocoStepper | None:
+        """The vector stepper of these envs (None: gymnasium's step)."""
+        return self._mujoco
+
+    @property
     def workers(self) -> int:
         """Env worker processes: none besides this one (``trpo_bench.envs.workers``)."""
         return 1

@@ -2,13 +2,16 @@
 
 :class:`WorkerEnvVector` has :class:`~trpo_bench.envs.registry.EnvVector`'s interface (reset,
 step of a prefix, step of a subset, snapshot and restore) and splits the ``num_envs`` envs into
-``K`` contiguous slices, one per worker process. Each worker builds an ``EnvVector`` of its
-slice (so the MuJoCo vector stepper, Atari's pooling and frame stacks run in the worker) and
-steps it on command. Actions, observations, rewards and episode ends travel through shared
-memory; a command and its reply are a few bytes on a pipe. The policy's forward pass, every
-random draw and the update stay in the main process, and each env's trajectory depends only
-on its own seed and its own actions, so a run's numbers do not depend on ``K``
-(``tests/test_workers.py`` checks progress.csv for K = 1, 2, 4).
+``K`` contiguous slices: the first is stepped by the run's own process, each other one by a
+worker process (K processes in all, one a core). Each slice is an ``EnvVector`` (so the MuJoCo
+vector stepper, Atari's pooling and frame stacks run in the process that owns the env), and all
+slices step at once, on command. Actions, observations, rewards and episode ends travel through
+shared memory; a command and its reply are a few bytes on a pipe. The policy's forward pass,
+every random draw and the update stay in the main process, and each env's trajectory depends
+only on its own seed and its own actions, so a run's numbers do not depend on ``K``
+(``tests/test_workers.py`` checks progress.csv for K = 1, 2, 4). A process waiting for a command
+or a reply spins briefly before it sleeps (:func:`_wait`), where every process of the run has a
+core of its own.
 
 **Faults.** Workers are started once per run (``spawn``: a fresh interpreter, so nothing of the
 main process's torch threads is inherited) and die with it: a worker's exception comes back as
@@ -30,11 +33,12 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -46,6 +50,18 @@ POLL_S = 1.0
 
 START_TIMEOUT_S = 300.0
 """Longest wait for a worker to build its envs (the first Atari ROM load included)."""
+
+SPIN_S = 0.002
+"""How long a waiting process spins before it sleeps (:func:`_wait`): the gaps between vector
+steps in sampling are shorter; the update's are longer."""
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity: a SLURM job's allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class EnvWorkerError(RuntimeError):
@@ -81,6 +97,77 @@ def _die_with_parent() -> None:
         pass
 
 
+class _Slice:
+    """Envs ``start:stop`` of a run, stepped on command, their results written into the shared
+    arrays: what a worker process runs, and what the main process runs for the first slice."""
+
+    def __init__(
+        self,
+        env_id: str,
+        options: Mapping[str, Any],
+        start: int,
+        stop: int,
+        arrays: Mapping[str, np.ndarray],
+    ) -> None:
+        self.start, self.stop, self.a = start, stop, arrays
+        self.envs = EnvVector(env_id, stop - start, options)
+        self.envs.obs = arrays["obs"][start:stop]  # observations straight into shared memory
+
+    def run(self, command: str, arg: Any) -> Any:
+        """Carry out one command; its reply (None but for snapshots)."""
+        envs, a, start = self.envs, self.a, self.start
+        if command == "reset":
+            envs.reset(arg)
+        elif command == "step":  # arg: how many of this slice's envs to step
+            stop = start + arg
+            result = envs.step(a["actions"][start:stop], arg)
+            a["reward"][start:stop] = result.reward
+            a["terminated"][start:stop] = result.terminated
+            a["truncated"][start:stop] = result.truncated
+            for i, o in result.final_obs.items():
+                a["final_obs"][start + i] = o
+        elif command == "step_subset":  # arg: global indices of this slice's envs
+            result = envs.step_subset(a["actions"][arg], np.asarray(arg) - start)
+            a["reward"][arg] = result.reward
+            a["terminated"][arg] = result.terminated
+            a["truncated"][arg] = result.truncated
+        elif command == "reset_some":  # arg: (global indices, seeds)
+            indices, seeds = arg
+            a["step_obs"][indices] = envs.reset_some([i - start for i in indices], seeds)
+        elif command == "step_raw":  # arg: (global indices, the actions' dtype)
+            indices, dtype = arg
+            local = [i - start for i in indices]
+            o, r, te, tr = envs.step_raw(a["actions"][indices].astype(dtype), local)
+            a["step_obs"][indices], a["reward"][indices] = o, r
+            a["terminated"][indices], a["truncated"][indices] = te, tr
+        elif command == "snapshot":  # arg: global indices
+            return envs.snapshot([i - start for i in arg])
+        elif command == "restore":  # arg: (global indices, snapshots)
+            indices, snaps = arg
+            envs.restore([i - start for i in indices], snaps)
+        else:
+            raise ValueError(f"unknown env worker command {command!r}")
+        return None
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def _wait(conn: Connection, spin_s: float, timeout: float) -> bool:
+    """Whether ``conn`` has a message within ``spin_s`` of spinning then ``timeout`` of sleep.
+
+    The spin: a process that sleeps between vector steps pays the wake-up of its core, which
+    on a virtual machine is 0.1-0.3 ms, as much as stepping a few envs; spinning (only where
+    every process of the run has a core of its own) keeps the core awake across the short
+    gaps of sampling, and gives way to sleep in the long ones (the update)."""
+    if spin_s > 0.0:
+        deadline = time.perf_counter() + spin_s
+        while time.perf_counter() < deadline:
+            if conn.poll(0):
+                return True
+    return conn.poll(timeout)
+
+
 def _worker_main(
     conn: Connection,
     env_id: str,
@@ -89,6 +176,7 @@ def _worker_main(
     stop: int,
     buffers: Mapping[str, _Buffer],
     parent_pid: int,
+    spin_s: float,
 ) -> None:
     """A worker: build envs ``start:stop`` of the run, then step them on command until told to
     close or until its pipe closes (the main process is gone)."""
@@ -96,69 +184,36 @@ def _worker_main(
     _die_with_parent()
     if os.getppid() != parent_pid:  # the parent died before the death signal was armed
         return
-    arrays = {name: b.array() for name, b in buffers.items()}
-    obs, final_obs = arrays["obs"][start:stop], arrays["final_obs"][start:stop]
-    actions, reward, step_obs = arrays["actions"], arrays["reward"], arrays["step_obs"]
-    terminated, truncated = arrays["terminated"], arrays["truncated"]
     try:
-        envs = EnvVector(env_id, stop - start, options)
+        part = _Slice(env_id, options, start, stop, {n: b.array() for n, b in buffers.items()})
     except BaseException:
         conn.send(("error", traceback.format_exc()))
         return
-    envs.obs = obs  # the envs write their observations straight into shared memory
     conn.send(("ok", None))
     try:
         while True:
             try:
+                while not _wait(conn, spin_s, 3600.0):
+                    pass
                 command, arg = conn.recv()
             except (EOFError, OSError):
                 return  # the main process is gone
+            if command == "close":
+                conn.send(("ok", None))
+                return
             try:
-                reply = None
-                if command == "reset":
-                    envs.reset(arg)
-                elif command == "step":  # arg: how many of this worker's envs to step
-                    result = envs.step(actions[start : start + arg], arg)
-                    reward[start : start + arg] = result.reward
-                    terminated[start : start + arg] = result.terminated
-                    truncated[start : start + arg] = result.truncated
-                    for i, o in result.final_obs.items():
-                        final_obs[i] = o
-                elif command == "step_subset":  # arg: global indices of this worker's envs
-                    local = np.asarray(arg) - start
-                    result = envs.step_subset(actions[arg], local)
-                    reward[arg] = result.reward
-                    terminated[arg] = result.terminated
-                    truncated[arg] = result.truncated
-                elif command == "reset_some":  # arg: (global indices, seeds)
-                    indices, seeds = arg
-                    step_obs[indices] = envs.reset_some([i - start for i in indices], seeds)
-                elif command == "step_raw":  # arg: (global indices, the actions' dtype)
-                    indices, dtype = arg
-                    local = [i - start for i in indices]
-                    o, r, te, tr = envs.step_raw(actions[indices].astype(dtype), local)
-                    step_obs[indices], reward[indices] = o, r
-                    terminated[indices], truncated[indices] = te, tr
-                elif command == "snapshot":
-                    reply = envs.snapshot([i - start for i in arg])
-                elif command == "restore":  # arg: (global indices, snapshots)
-                    indices, snaps = arg
-                    envs.restore([i - start for i in indices], snaps)
-                elif command == "close":
-                    conn.send(("ok", None))
-                    return
-                else:
-                    raise ValueError(f"unknown env worker command {command!r}")
+                reply = part.run(command, arg)
             except BaseException:
                 conn.send(("error", traceback.format_exc()))
                 return
             conn.send(("ok", reply))
     finally:
-        envs.close()
+        part.close()
 
 
 class WorkerEnvVector:
-    """``num_envs`` envs of ``env_id`` stepped in ``workers`` processes (module docstring), with
+    """``num_envs`` envs of ``env_id`` stepped by ``workers`` processes (module docstring): the
+    first slice in this process, the others each in a worker process; with
     :class:`~trpo_bench.envs.registry.EnvVector`'s interface and results."""
 
     def __init__(
@@ -171,6 +226,11 @@ class WorkerEnvVector:
         self.env_id = env_id
         self.options = dict(options or {})
         self.companions: list[Any] = []  # vectors built for this one (vine's branch pool)
+        self._conns: dict[int, Connection] = {}
+        self._procs: dict[int, Any] = {}
+        self._local: _Slice | None = None
+        self._started = False
+        ctx = mp.get_context("spawn")
         # The spaces, from one env built here (as EnvVector's, so callers see the same).
         probe = EnvVector(env_id, 1, self.options)
         self.observation_space = probe.observation_space
@@ -179,10 +239,9 @@ class WorkerEnvVector:
         obs_dtype = probe.obs.dtype
         probe.close()
         self._num_envs = num_envs
-        workers = max(1, min(workers, num_envs))
-        bounds = np.linspace(0, num_envs, workers + 1).round().astype(int)
+        k = max(1, min(workers, num_envs))
+        bounds = np.linspace(0, num_envs, k + 1).round().astype(int)
         self.slices = [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
-        ctx = mp.get_context("spawn")
         obs_shape = (num_envs, *self.observation_space.shape)
         act_shape = (num_envs, *(() if self.discrete else self.action_space.shape))
         self._buffers = {
@@ -200,22 +259,26 @@ class WorkerEnvVector:
         self._step_obs = arrays["step_obs"]
         self._reward = arrays["reward"]
         self._terminated, self._truncated = arrays["terminated"], arrays["truncated"]
-        self._conns: list[Connection] = []
-        self._procs: list[Any] = []
+        # Spin only where every process of the run has a core (else spinning slows the others).
+        self._spin_s = SPIN_S if k <= available_cores() else 0.0
         try:
-            for start, stop in self.slices:
+            for w, (start, stop) in enumerate(self.slices[1:], start=1):
                 mine, theirs = ctx.Pipe()
                 proc = ctx.Process(
                     target=_worker_main,
-                    args=(theirs, env_id, self.options, start, stop, self._buffers, os.getpid()),
+                    args=(
+                        *(theirs, env_id, self.options, start, stop, self._buffers),
+                        *(os.getpid(), self._spin_s),
+                    ),
                     daemon=True,
-                    name=f"trpo-bench env worker {len(self._procs)}",
+                    name=f"trpo-bench env worker {w}",
                 )
                 proc.start()
                 theirs.close()
-                self._conns.append(mine)
-                self._procs.append(proc)
-            self._gather(range(len(self._procs)), timeout=START_TIMEOUT_S)
+                self._conns[w], self._procs[w] = mine, proc
+            self._local = _Slice(env_id, self.options, *self.slices[0], arrays)
+            self._gather(list(self._procs), timeout=START_TIMEOUT_S)
+            self._started = True
         except BaseException:
             self.close()
             raise
@@ -226,7 +289,13 @@ class WorkerEnvVector:
 
     @property
     def workers(self) -> int:
-        return len(self._procs)
+        """The processes that step the envs: this one and its worker processes."""
+        return len(self.slices)
+
+    @property
+    def processes(self) -> int:
+        """Worker processes running now (0 once closed)."""
+        return sum(p.is_alive() for p in self._procs.values())
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -234,13 +303,7 @@ class WorkerEnvVector:
         start, stop = self.slices[w]
         return f"env worker {w} of {self.workers} ({self.env_id}, envs {start}-{stop - 1})"
 
-    def _send(self, w: int, command: str, arg: Any = None) -> None:
-        try:
-            self._conns[w].send((command, arg))
-        except (OSError, EOFError):
-            self._fail(w, None)
-
-    def _fail(self, w: int, message: str | None) -> None:
+    def _fail(self, w: int, message: str | None) -> NoReturn:
         proc = self._procs[w]
         proc.join(timeout=POLL_S)
         if message is None:
@@ -253,6 +316,12 @@ class WorkerEnvVector:
                 else "stopped answering"
             )
             message = f"{self._describe(w)} {how}"
+            if not self._started:
+                message += (
+                    " while starting (its own output above says why; a script that starts env "
+                    'workers must run its code under `if __name__ == "__main__":`, as '
+                    "multiprocessing's spawn requires)"
+                )
         else:
             message = f"{self._describe(w)} failed:\n{message.rstrip()}"
         self.close()
@@ -265,7 +334,7 @@ class WorkerEnvVector:
             conn, proc, waited = self._conns[w], self._procs[w], 0.0
             while True:
                 try:
-                    ready = conn.poll(POLL_S)
+                    ready = _wait(conn, self._spin_s, POLL_S)
                 except (OSError, EOFError):
                     ready = True
                 if ready:
@@ -282,6 +351,35 @@ class WorkerEnvVector:
                     self._fail(w, None)
         return replies
 
+    def _command(self, command: str, args: Mapping[int, Any]) -> dict[int, Any]:
+        """Send ``command`` with ``args[w]`` to each slice ``w`` named, slice 0 carried out here
+        meanwhile; the replies by slice."""
+        if self._local is None:
+            raise EnvWorkerError(f"the env workers of {self.env_id} are closed")
+        remote = [w for w in args if w != 0]
+        for w in remote:
+            try:
+                self._conns[w].send((command, args[w]))
+            except (OSError, EOFError):
+                self._fail(w, None)
+        try:
+            replies = {0: self._local.run(command, args[0])} if 0 in args else {}
+        except BaseException:
+            with contextlib.suppress(BaseException):  # the workers' replies, not to be left
+                self._gather(remote)
+            raise
+        replies.update(zip(remote, self._gather(remote), strict=True))
+        return replies
+
+    def _by_slice(self, indices: Sequence[int]) -> dict[int, tuple[list[int], list[int]]]:
+        """slice -> (its envs among ``indices``, their positions in ``indices``)."""
+        parts: dict[int, tuple[list[int], list[int]]] = {}
+        for w, (start, stop) in enumerate(self.slices):
+            pos = [j for j, i in enumerate(indices) if start <= i < stop]
+            if pos:
+                parts[w] = ([int(indices[j]) for j in pos], pos)
+        return parts
+
     # --- EnvVector's interface -------------------------------------------------------------
 
     def reset(self, seeds: Sequence[int]) -> np.ndarray:
@@ -289,22 +387,15 @@ class WorkerEnvVector:
         seeds = [int(s) for s in seeds]
         if len(seeds) != self.num_envs:
             raise ValueError(f"{len(seeds)} seeds for {self.num_envs} envs")
-        for w, (start, stop) in enumerate(self.slices):
-            self._send(w, "reset", seeds[start:stop])
-        self._gather(range(self.workers))
+        self._command("reset", {w: seeds[a:b] for w, (a, b) in enumerate(self.slices)})
         return self.obs
 
     def step(self, actions: np.ndarray, n: int | None = None) -> StepResult:
         """Step the first ``n`` envs (all by default) with ``actions[:n]``."""
         n = self.num_envs if n is None else n
         self._actions[:n] = actions[:n]
-        busy = []
-        for w, (start, stop) in enumerate(self.slices):
-            count = min(max(n - start, 0), stop - start)
-            if count:
-                self._send(w, "step", count)
-                busy.append(w)
-        self._gather(busy)
+        counts = {w: min(max(n - a, 0), b - a) for w, (a, b) in enumerate(self.slices)}
+        self._command("step", {w: c for w, c in counts.items() if c})
         terminated = self._terminated[:n].copy()
         truncated = self._truncated[:n].copy()
         final_obs = {
@@ -317,13 +408,9 @@ class WorkerEnvVector:
         (EnvVector.step_subset)."""
         indices = np.asarray(indices, dtype=np.int64)
         self._actions[indices] = actions
-        busy = []
-        for w, (start, stop) in enumerate(self.slices):
-            mine = indices[(indices >= start) & (indices < stop)]
-            if mine.size:
-                self._send(w, "step_subset", mine)
-                busy.append(w)
-        self._gather(busy)
+        self._command(
+            "step_subset", {w: np.asarray(m) for w, (m, _) in self._by_slice(indices).items()}
+        )
         return StepResult(
             None,
             self._reward[indices].copy(),
@@ -332,21 +419,12 @@ class WorkerEnvVector:
             {},
         )
 
-    def _by_worker(self, indices: Sequence[int]) -> list[tuple[int, list[int], list[int]]]:
-        """(worker, its indices, their positions in ``indices``) for each worker with any."""
-        parts = []
-        for w, (start, stop) in enumerate(self.slices):
-            pos = [j for j, i in enumerate(indices) if start <= i < stop]
-            if pos:
-                parts.append((w, [int(indices[j]) for j in pos], pos))
-        return parts
-
     def reset_some(self, indices: Sequence[int], seeds: Sequence[int]) -> np.ndarray:
         """Reset ``envs[indices[j]]`` with ``seeds[j]``; their observations (as EnvVector's)."""
-        parts = self._by_worker(indices)
-        for w, mine, pos in parts:
-            self._send(w, "reset_some", (mine, [int(seeds[j]) for j in pos]))
-        self._gather([w for w, _, _ in parts])
+        parts = self._by_slice(indices)
+        self._command(
+            "reset_some", {w: (m, [int(seeds[j]) for j in pos]) for w, (m, pos) in parts.items()}
+        )
         return self._step_obs[list(indices)].copy()
 
     def step_raw(
@@ -356,10 +434,8 @@ class WorkerEnvVector:
         (EnvVector.step_raw; the actions travel as float64 and are cast back, exactly)."""
         index = list(indices)
         self._actions[index] = actions
-        parts = self._by_worker(index)
-        for w, mine, _ in parts:
-            self._send(w, "step_raw", (mine, np.asarray(actions).dtype.str))
-        self._gather([w for w, _, _ in parts])
+        dtype = np.asarray(actions).dtype.str
+        self._command("step_raw", {w: (m, dtype) for w, (m, _) in self._by_slice(index).items()})
         return (
             self._step_obs[index].copy(),
             self._reward[index].copy(),
@@ -369,45 +445,44 @@ class WorkerEnvVector:
 
     def snapshot(self, indices: Sequence[int]) -> list[EnvSnapshot]:
         """The full state of each env in ``indices`` (EnvVector.snapshot), in order."""
-        indices = [int(i) for i in indices]
-        busy = []
-        for w, (start, stop) in enumerate(self.slices):
-            mine = [i for i in indices if start <= i < stop]
-            if mine:
-                self._send(w, "snapshot", mine)
-                busy.append(w)
-        snaps = [s for part in self._gather(busy) for s in part]
-        return snaps  # slices are contiguous and increasing: sorted indices keep their order
+        parts = self._by_slice([int(i) for i in indices])
+        replies = self._command("snapshot", {w: m for w, (m, _) in parts.items()})
+        snaps: list[Any] = [None] * len(indices)
+        for w, (_, pos) in parts.items():
+            for j, snap in zip(pos, replies[w], strict=True):
+                snaps[j] = snap
+        return snaps
 
     def restore(self, indices: Sequence[int], snaps: Sequence[EnvSnapshot]) -> None:
         """Put ``envs[indices[j]]`` into the state of ``snaps[j]`` (EnvVector.restore), each in
-        the worker that owns it."""
-        parts = self._by_worker([int(i) for i in indices])
-        for w, mine, pos in parts:
-            self._send(w, "restore", (mine, [snaps[j] for j in pos]))
-        self._gather([w for w, _, _ in parts])
+        the process that owns it."""
+        parts = self._by_slice([int(i) for i in indices])
+        self._command("restore", {w: (m, [snaps[j] for j in pos]) for w, (m, pos) in parts.items()})
 
     def close(self) -> None:
-        """Stop every worker (asked first, then killed) and close the companion vectors; safe
-        to call twice."""
+        """Stop every worker (asked first, then killed), close this process's slice and the
+        companion vectors; safe to call twice."""
         for companion in self.companions:
             companion.close()
         self.companions = []
         conns, procs = self._conns, self._procs
-        self._conns, self._procs = [], []
-        for conn, proc in zip(conns, procs, strict=True):
+        self._conns, self._procs = {}, {}
+        for w, proc in procs.items():
             if proc.is_alive():
                 with contextlib.suppress(OSError, EOFError):
-                    conn.send(("close", None))
-        for conn, proc in zip(conns, procs, strict=True):
+                    conns[w].send(("close", None))
+        for w, proc in procs.items():
             proc.join(timeout=5.0)
             if proc.is_alive():
                 proc.kill()
                 proc.join(timeout=5.0)
-            conn.close()
+            conns[w].close()
+        if self._local is not None:
+            self._local.close()
+            self._local = None
 
     def __del__(self) -> None:  # a vector dropped without close() leaves no worker behind
-        if getattr(self, "_procs", None):
+        if getattr(self, "_procs", None) or getattr(self, "_local", None):
             # at interpreter shutdown the daemon workers die with it anyway
             with contextlib.suppress(Exception):
                 self.close()
