@@ -288,15 +288,21 @@ def write_ablations(grid_files: Sequence[str], out: Path) -> int:
     sections, tables = [], []
     for grid_file in grid_files:
         grid = read_yaml_file(grid_file)
-        if not isinstance(grid, dict) or not isinstance(grid.get("ablation"), dict):
-            raise ConfigError(f"{grid_file} has no `ablation` entry: give an ablation grid file")
-        spec, folder = grid["ablation"], grid.get("committed_runs") or ""
+        try:
+            specs = ablations.ablation_specs(
+                grid_file, grid.get("ablation") if isinstance(grid, dict) else None
+            )
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        folder = grid.get("committed_runs") or ""
         if not folder:
             raise ConfigError(f"{grid_file} names no committed_runs folder to read the runs from")
         runs = read_committed(folder, progress=False)[0]
-        table = ablations.ablation_table(Path(grid_file).stem, spec, runs)
-        sections.append((grid_file, spec, table, ablations.provenance_text(runs)))
-        tables.append(table)
+        for spec in specs:
+            table = ablations.ablation_table(Path(grid_file).stem, spec, runs)
+            own = runs[runs["method"].isin(ablations.spec_methods(spec))] if len(runs) else runs
+            sections.append((grid_file, spec, table, ablations.provenance_text(own)))
+            tables.append(table)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(ablations.ablations_markdown(sections))
     # Each grid's swept values keep their own type (True, 20, 0.995): object columns, so that

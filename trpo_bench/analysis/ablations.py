@@ -1,8 +1,11 @@
 """Ablations: each explanation the reproduction gives, tested by runs and decided.
 
 An ablation grid (``config/ablation-*.yaml``, read on top of ``config/claims.yaml``) sweeps one
-key of one or more methods; its ``ablation`` entry says the question, the explanation it tests,
-the methods, the key and the baseline value (the claims grid's). Its finished runs are
+key of one or more methods; its ``ablation`` entry (one mapping, or a list of them where the
+grid sweeps several keys, as the baselines' pilot does) says the question, the explanation it
+tests, the methods, the key and the baseline value (the claims grid's), and optionally the
+value a pilot ``chosen`` for the claims grid, which :func:`conclusion` then justifies from the
+means. Its finished runs are
 committed (``committed_runs``; ``trpo-bench publish``), and :func:`ablation_table` decides, per
 env and method, whether each other value beats the baseline on the final evaluation return:
 P(value > baseline) with a bootstrap interval, the exact rank-test p and a verdict, as the
@@ -53,6 +56,17 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def smallest_rank_p(n: int, m: int) -> float:
+    """The smallest two-sided p an exact rank test of ``n`` against ``m`` seeds can give: the
+    two most extreme of the C(n + m, n) splits (2/252 for 5 vs 5, 1/3 for 2 vs 2)."""
+    return 1.0 if min(n, m) == 0 else min(1.0, 2 / math.comb(n + m, n))
+
+
+def spec_methods(spec: Mapping[str, Any]) -> list[str]:
+    """The methods an ablation spec compares (``methods``: one name or a list)."""
+    return [spec["methods"]] if isinstance(spec["methods"], str) else list(spec["methods"])
+
+
 def ablation_table(
     name: str, spec: Mapping[str, Any], runs: pd.DataFrame, samples: int = 10_000, seed: int = 0
 ) -> pd.DataFrame:
@@ -62,7 +76,7 @@ def ablation_table(
     (``trpo_bench.analysis.committed_runs.read_committed``)."""
     key, baseline = spec["key"], spec["baseline"]
     metric = spec.get("metric", "final_eval_return")
-    methods = [spec["methods"]] if isinstance(spec["methods"], str) else list(spec["methods"])
+    methods = spec_methods(spec)
     rows = []
     if runs.empty:
         return pd.DataFrame(rows, columns=COLUMNS)
@@ -79,6 +93,10 @@ def ablation_table(
             point, low, high = poi_interval([x], [base], 0.95, samples, seed)
             v, _ = verdict("better", point, low, high, n)
             p_rank, _ = rank_test_p([x], [base], seed)
+            if smallest_rank_p(len(x), len(base)) >= 0.05:
+                # Too few seeds for any split to be rare (2 vs 2: p >= 1/3): the bootstrap's
+                # interval collapses to a point there, so it decides nothing.
+                v = "undecided"
             rows.append(
                 {
                     "ablation": name,
@@ -100,6 +118,56 @@ def ablation_table(
                 }
             )
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def ablation_specs(grid_file: str, entry: Any) -> list[Mapping[str, Any]]:
+    """A grid file's ``ablation`` entry as a list of specs, each with the keys it needs."""
+    specs = [entry] if isinstance(entry, Mapping) else entry
+    if not isinstance(specs, list) or not specs:
+        raise ValueError(
+            f"{grid_file} has no `ablation` entry: give an ablation grid file (its `ablation` "
+            f"is a mapping, or a list of them, with {', '.join(SPEC_KEYS)})"
+        )
+    for spec in specs:
+        missing = [k for k in SPEC_KEYS if not isinstance(spec, Mapping) or k not in spec]
+        if missing:
+            raise ValueError(
+                f"{grid_file}: an `ablation` entry lacks {', '.join(missing)} "
+                f"(needed: {', '.join(SPEC_KEYS)})"
+            )
+    return specs
+
+
+SPEC_KEYS = ("question", "explanation", "methods", "key", "baseline")
+
+
+def choice(spec: Mapping[str, Any], table: pd.DataFrame) -> str:
+    """For a pilot's spec (``chosen``): which value the grid took and where its mean is higher
+    or lower than the other value's, read from ``table``; empty without ``chosen``."""
+    if "chosen" not in spec or table.empty:
+        return ""
+    chosen, key = spec["chosen"], spec["key"]
+    higher, lower = [], []
+    for r in table.itertuples():
+        ours, theirs = (
+            (r.mean, r.baseline_mean)
+            if _same(r.value, chosen)
+            else (
+                r.baseline_mean,
+                r.mean,
+            )
+        )
+        other = r.baseline if _same(r.value, chosen) else r.value
+        where = f"{r.env} ({ours:.1f} against {theirs:.1f} for {key} = {other})"
+        (higher if ours > theirs else lower).append(where)
+    parts = [f"The claims grid takes {key} = {chosen}"]
+    if higher:
+        parts.append(f"whose mean is higher on {'; '.join(higher)}")
+    if lower:
+        parts.append(
+            f"{'and ' if higher else 'whose mean is '}lower or equal on {'; '.join(lower)}"
+        )
+    return ", ".join(parts) + "."
 
 
 def conclusion(spec: Mapping[str, Any], table: pd.DataFrame) -> str:
@@ -136,16 +204,19 @@ def conclusion(spec: Mapping[str, Any], table: pd.DataFrame) -> str:
 def ablations_markdown(sections: Sequence[tuple[str, Mapping[str, Any], pd.DataFrame, str]]) -> str:
     """The page: per ablation, its question, its table and its one-sentence conclusion.
     ``sections`` holds (grid file, ablation spec, :func:`ablation_table`, provenance line)."""
+    files = " ".join(dict.fromkeys(grid_file for grid_file, *_ in sections))
     lines = [
         "# Ablations: each explanation tested by runs",
         "",
-        "Generated by `trpo-bench ablations` from the committed runs of each ablation grid "
-        "(`config/ablation-*.yaml`, read on top of `config/claims.yaml`: the claims grid's "
-        "budgets and settings, one key changed). Each value is compared with the claims "
-        "grid's (the baseline) on the final evaluation return (deterministic, 5 episodes) as "
-        "a claim is: P(value > baseline) over the seed pairs with a 95% stratified bootstrap "
-        "interval (holds above 0.5, fails below), and the exact two-sided rank-test p "
-        "(252 splits for 5 vs 5 seeds).",
+        f"Generated by `trpo-bench ablations {files}` from the committed runs of each grid "
+        "(read on top of `config/claims.yaml`: the claims grid's budgets and settings, one key "
+        "changed). Each value is compared with the baseline (the claims grid's value, or the "
+        "one a pilot replaced) on the final evaluation return (deterministic; the episodes "
+        "per evaluation are given per section) as a claim is: P(value > baseline) over the "
+        "seed pairs with a 95% stratified bootstrap interval (holds above 0.5, fails below), "
+        "and the exact two-sided rank-test p (252 splits for 5 vs 5 seeds). Where the seeds "
+        "are too few for any split to be rare (2 vs 2: p is at least 1/3) the comparison is "
+        "undecided whatever the interval.",
         "",
     ]
     for grid_file, spec, table, provenance in sections:
@@ -177,6 +248,8 @@ def ablations_markdown(sections: Sequence[tuple[str, Mapping[str, Any], pd.DataF
             )
             lines += [markdown_table(shown), ""]
         lines += [f"**{conclusion(spec, table)}**", ""]
+        if chosen := choice(spec, table):
+            lines += [chosen, ""]
     return "\n".join(lines)
 
 
@@ -186,4 +259,6 @@ def provenance_text(runs: pd.DataFrame) -> str:
         return "no committed runs"
     commits = ", ".join(f"`{c[:12]}`" for c in sorted(set(runs["git_commit"])))
     machines = "; ".join(sorted(set(runs["machine"])))
-    return f"{len(runs)} committed runs, commit {commits}, on {machines}"
+    episodes = sorted({c.get("eval_episodes") for c in runs["config"]} - {None})
+    per_eval = f"; {' or '.join(map(str, episodes))} episodes per evaluation" if episodes else ""
+    return f"{len(runs)} committed runs, commit {commits}, on {machines}{per_eval}"
