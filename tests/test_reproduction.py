@@ -146,3 +146,42 @@ def test_the_readme_states_only_numbers_the_reproduction_pages_hold():
     quoted = prose.unlisted_numbers(paragraph)
     assert quoted, "the paragraph quotes no number: the check would test nothing"
     assert [n for n in quoted if n not in held] == []
+
+
+def test_the_page_sets_round_ones_baselines_and_a_rerun_on_new_seeds_beside_its_own(tmp_path):
+    res = _results(tmp_path, ["abc123"])
+    out = tmp_path / "docs"
+    (out / "round-one").mkdir(parents=True)
+    # round one: b scored 0.5 and 0.7 with 5 episodes; now 1.0 and 2.0, both above
+    pd.DataFrame(
+        [{"env": "Hopper-v5", "method": "b", "seed": s, "eval_episodes": 5,
+          "final_eval_return": r} for s, r in ((2, 0.5), (3, 0.7))]
+    ).to_csv(out / "round-one/baselines.csv", index=False)  # fmt: skip
+    # a rerun on other seeds where a no longer beats b on Hopper-v5: one verdict of one moves
+    (out / "stability").mkdir()
+    rerun = claims.evaluate_claims(
+        CLAIMS,
+        pd.DataFrame(
+            [{"env": "Hopper-v5", "method": m, "seed": s, "final_eval_return": r}
+             for m, s, r in (("a", 5, 1.0), ("a", 6, 3.0), ("b", 7, 2.0), ("b", 8, 2.5))]
+        ),
+        samples=500,
+    )  # fmt: skip
+    rerun.to_csv(out / "stability/Hopper-v5.csv", index=False)
+    grid = {"methods": ["a", "b"], "seeds": [0, 1, 2, 3], "claims": CLAIMS}
+    (res / "runs/Hopper-v5/a/seed0/summary.json").write_text(
+        json.dumps({"git_commit": "abc123", "config": {"eval_episodes": 10}})
+    )
+    text = write_report(res, grid, out, "g.yaml", "cmd", ["Hopper-v5"]).read_text()
+    assert "| evaluation | 10 episodes on fixed seeds, deterministic actions" in text
+    assert "## The baselines, round one and now" in text
+    assert "(its evaluations had 5 episodes each)" in text
+    assert "| Hopper-v5 | b | 0.6 (0.5 to 0.7) | 1.5 (1.0 to 2.0) | 1.00 [1.00, 1.00] |" in text
+    assert "## Verdicts on other seeds: Hopper-v5" in text
+    # the other yardsticks have no scores here: no comparison to set side by side
+    assert "**0 of 1 comparisons on Hopper-v5 give the same verdict on the new seeds** " in text
+    assert "(1 from holds to undecided)." in text
+    assert "| this page (2 seeds) | new seeds (2 seeds) |" in text
+    assert "| 1 | deterministic | a vs b | 1.00 [1.00, 1.00] holds | 0.50 [" in text
+    # the kept data are inputs: the page's rewrite leaves them as they were
+    assert len(pd.read_csv(out / "round-one/baselines.csv")) == 2
