@@ -50,7 +50,9 @@ def publish_runs(results: str | Path, dest: str | Path) -> list[str]:
     the same bytes). Returns the run folders written, relative to ``dest``.
 
     A summary that predates the ``machine`` field gets this machine's, with a note saying
-    so (publish where the runs ran). Runs not completed are skipped."""
+    so (publish where the runs ran). Runs not completed are skipped, and so are adopted runs
+    (``adopted_from``): they are committed already, and rewriting them would only record a
+    machine-local path in the committed summary."""
     results, dest = Path(results), Path(dest)
     written = []
     for path in sorted((results / "runs").glob(f"**/{SUMMARY_FILE}")):
@@ -58,7 +60,7 @@ def publish_runs(results: str | Path, dest: str | Path) -> list[str]:
         summary = _read_summary(folder)
         if summary is None or summary.get("status") != "completed":
             continue
-        if not (folder / PROGRESS_FILE).is_file():
+        if ADOPTED_KEY in summary or not (folder / PROGRESS_FILE).is_file():
             continue
         if not summary.get("machine"):
             summary["machine"] = machine_text()

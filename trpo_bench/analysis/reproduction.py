@@ -140,6 +140,7 @@ def _claim_section(
         ]
         key = ["scope", "better", "worse"]
         wide = primary[key].copy()
+        kinds = list(primary["kind"])
         for y in others:
             part = rows[rows["yardstick"] == y]
             texts = {
@@ -154,7 +155,10 @@ def _claim_section(
         wide.insert(
             1,
             "comparison",
-            [f"{b} > {w}" for b, w in zip(wide["better"], wide["worse"], strict=True)],
+            [
+                f"{b} {'~' if k == 'similar' else '>'} {w}"
+                for b, w, k in zip(wide["better"], wide["worse"], kinds, strict=True)
+            ],
         )
         lines += [markdown_table(wide.drop(columns=["better", "worse"])), ""]
     return lines
