@@ -99,8 +99,9 @@ def rounds_section(out: Path, runs: pd.DataFrame) -> list[str]:
         "Round one ran CEM and CMA-ES with the population their per-iteration budget gave "
         "(`population_size: 0`), fewer than CMA-ES's own default; now they run at that default "
         "(4 + floor(3 ln n) for the policy's n weights) with full-length episodes, as "
-        "`config/claims.yaml` says, chosen by the pilot in [ablations.md](ablations.md). "
-        f"Final deterministic evaluation, the same seeds; round one's scores are kept in "
+        "`config/claims.yaml` says; the pilot in [ablations.md](ablations.md) chose CEM's "
+        "noise decay and CMA-ES's covariance. The same budgets and seeds, final "
+        f"deterministic evaluation; round one's scores are kept in "
         f"[{ROUND_ONE}]({ROUND_ONE}) (its evaluations had {episodes} episodes each).",
         "",
         markdown_table(shown),
