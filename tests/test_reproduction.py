@@ -108,6 +108,13 @@ def test_prose_reads_every_result_from_the_tables_and_lists_every_other_number()
     )
     assert prose.unlisted_numbers(template) == ["1,560", "25%"]
     assert prose.render(template, tables).startswith("gamma 0.99")
+    # a rerun on other seeds is read as the page's comparisons are, from its own table
+    row = {"claim": "1", "scope": "E", "better": "a", "worse": "b", "yardstick": "deterministic",
+           "p_improvement": 0.52, "verdict": "undecided"}  # fmt: skip
+    stability = {"stability": pd.DataFrame([row])}
+    assert prose.render("{{stability p 1 E a b}}, {{stability verdict 1 E a b}}", stability) == (
+        "0.52, undecided"
+    )
 
 
 def test_the_committed_discussion_states_no_number_its_tables_do_not_hold():

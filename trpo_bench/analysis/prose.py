@@ -8,7 +8,8 @@ A placeholder is ``{{TABLE STAT ARGS... [fmt=SPEC]}}``:
   variant; COLUMN may be a difference of two columns, ``a-b`` (per run);
 * ``{{comparisons p CLAIM SCOPE BETTER WORSE [yardstick=Y]}}`` (also ``ci`` as "[lo, hi]",
   ``verdict``, ``p_rank``, ``p_holm``), from claims_comparisons.csv (yardstick
-  ``deterministic`` unless given);
+  ``deterministic`` unless given); ``{{stability ...}}`` the same, from the reruns on other
+  seeds (``stability/<env id>.csv``);
 * ``{{claims verdict CLAIM}}`` (also ``per_env``, ``verdict_sampled``, ``verdict_training``);
 * ``{{ablations p ABLATION ENV METHOD VALUE}}`` (also ``mean``, ``baseline_mean``, ``ci``,
   ``verdict``, ``p_rank``, ``seeds``), from ablations.csv.
@@ -91,7 +92,7 @@ def resolve(expr: str, tables: Mapping[str, pd.DataFrame]) -> str:
             if stat == "range":
                 return f"{_fmt(x.min(), spec)} to {_fmt(x.max(), spec)}"
             return _fmt({"mean": x.mean(), "min": x.min(), "max": x.max()}[stat], spec)
-        if table == "comparisons":
+        if table in ("comparisons", "stability"):
             claim, scope, better, worse = args
             yardstick = options.get("yardstick", "deterministic")
             row = _one(

@@ -27,7 +27,7 @@ from trpo_bench.analysis.claims import YARDSTICK_LABELS, format_p
 from trpo_bench.analysis.committed_runs import read_committed
 from trpo_bench.analysis.prose import render
 from trpo_bench.analysis.seed_stability import FOLDER as STABILITY
-from trpo_bench.analysis.seed_stability import stability_section
+from trpo_bench.analysis.seed_stability import on_env, stability_section
 from trpo_bench.analysis.tables import budget_text, budgets, markdown_table
 from trpo_bench.run.provenance import git_commit, machine_text
 
@@ -277,6 +277,12 @@ def render_discussion(out: Path, extra: Mapping[str, pd.DataFrame] | None = None
     }
     if (out / "ablations.csv").exists():
         tables["ablations"] = pd.read_csv(out / "ablations.csv")
+    reruns = sorted((out / STABILITY).glob("*.csv"))
+    if reruns:
+        tables["stability"] = pd.concat(
+            [on_env(pd.read_csv(f, dtype={"claim": str}), f.stem) for f in reruns],
+            ignore_index=True,
+        )
     if (out / LONG_RUNS).is_dir():
         tables["long"] = read_committed(out / LONG_RUNS, progress=False)[0]
     tables |= dict(extra or {})

@@ -27,7 +27,7 @@ def _seeds_text(seeds: pd.Series) -> str:
     return f"{int(seeds.min())} seeds"
 
 
-def _on_env(comparisons: pd.DataFrame, env: str) -> pd.DataFrame:
+def on_env(comparisons: pd.DataFrame, env: str) -> pd.DataFrame:
     """A grid of one env compares on "all" only: those rows are that env's."""
     if set(comparisons["scope"]) == {"all"}:
         return comparisons.assign(scope=env)
@@ -53,8 +53,8 @@ def stability_section(out: Path) -> list[str]:
     page_path = out / "claims_comparisons.csv"
     for path in sorted((out / FOLDER).glob("*.csv")):
         env_id = path.stem
-        rerun = _on_env(pd.read_csv(path, dtype={"claim": str}), env_id)
-        page = _on_env(pd.read_csv(page_path, dtype={"claim": str}), env_id)
+        rerun = on_env(pd.read_csv(path, dtype={"claim": str}), env_id)
+        page = on_env(pd.read_csv(page_path, dtype={"claim": str}), env_id)
         table = stability_table(page, rerun, env_id)
         if table.empty:
             continue
