@@ -120,6 +120,9 @@ def ablation_table(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+SPEC_KEYS = ("question", "explanation", "methods", "key", "baseline")
+
+
 def ablation_specs(grid_file: str, entry: Any) -> list[Mapping[str, Any]]:
     """A grid file's ``ablation`` entry as a list of specs, each with the keys it needs."""
     specs = [entry] if isinstance(entry, Mapping) else entry
@@ -138,9 +141,6 @@ def ablation_specs(grid_file: str, entry: Any) -> list[Mapping[str, Any]]:
     return specs
 
 
-SPEC_KEYS = ("question", "explanation", "methods", "key", "baseline")
-
-
 def choice(spec: Mapping[str, Any], table: pd.DataFrame) -> str:
     """For a pilot's spec (``chosen``): which value the grid took and where its mean is higher
     or lower than the other value's, read from ``table``; empty without ``chosen``."""
@@ -149,15 +149,10 @@ def choice(spec: Mapping[str, Any], table: pd.DataFrame) -> str:
     chosen, key = spec["chosen"], spec["key"]
     higher, lower = [], []
     for r in table.itertuples():
-        ours, theirs = (
-            (r.mean, r.baseline_mean)
-            if _same(r.value, chosen)
-            else (
-                r.baseline_mean,
-                r.mean,
-            )
-        )
-        other = r.baseline if _same(r.value, chosen) else r.value
+        if _same(r.value, chosen):
+            ours, theirs, other = r.mean, r.baseline_mean, r.baseline
+        else:
+            ours, theirs, other = r.baseline_mean, r.mean, r.value
         where = f"{r.env} ({ours:.1f} against {theirs:.1f} for {key} = {other})"
         (higher if ours > theirs else lower).append(where)
     parts = [f"The claims grid takes {key} = {chosen}"]
