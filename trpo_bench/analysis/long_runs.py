@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from trpo_bench.analysis import claims as claims_mod
 from trpo_bench.analysis.committed_runs import read_committed
 from trpo_bench.analysis.tables import bootstrap_ci, budget_text, markdown_table, reference_levels
-from trpo_bench.config import load_preset
+from trpo_bench.envs.registry import env_spec
 
 MARGIN_SHARE = 0.1  # "a clear margin": 10% of the way from random to the paper's TRPO score
 YARDSTICK_COLUMNS = {
@@ -178,7 +178,7 @@ def write_long_page(
         mine = runs[runs["env"] == env]
         lines += [f"## {env}", ""]
         missing = sorted(m for e, m in planned if e == env and m not in set(mine["method"]))
-        if (load_preset("envs").get(env) or {}).get("family") != "atari":
+        if env_spec(env).family != "atari":
             lines += [markdown_table(budget_table(runs, short_runs, env)), ""]
             if missing:
                 lines += [f"Not run yet: {', '.join(missing)} (the next sitting's part).", ""]

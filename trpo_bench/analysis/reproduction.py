@@ -27,7 +27,7 @@ from trpo_bench.analysis.claims import YARDSTICK_LABELS, format_p
 from trpo_bench.analysis.committed_runs import read_committed
 from trpo_bench.analysis.prose import render
 from trpo_bench.analysis.seed_stability import FOLDER as STABILITY
-from trpo_bench.analysis.seed_stability import on_env, stability_section
+from trpo_bench.analysis.seed_stability import read_reruns, stability_section
 from trpo_bench.analysis.tables import budget_text, budgets, markdown_table
 from trpo_bench.run.provenance import git_commit, machine_text
 
@@ -277,12 +277,8 @@ def render_discussion(out: Path, extra: Mapping[str, pd.DataFrame] | None = None
     }
     if (out / "ablations.csv").exists():
         tables["ablations"] = pd.read_csv(out / "ablations.csv")
-    reruns = sorted((out / STABILITY).glob("*.csv"))
-    if reruns:
-        tables["stability"] = pd.concat(
-            [on_env(pd.read_csv(f, dtype={"claim": str}), f.stem) for f in reruns],
-            ignore_index=True,
-        )
+    if reruns := read_reruns(out):
+        tables["stability"] = pd.concat(reruns.values(), ignore_index=True)
     if (out / LONG_RUNS).is_dir():
         tables["long"] = read_committed(out / LONG_RUNS, progress=False)[0]
     tables |= dict(extra or {})
@@ -348,7 +344,7 @@ def _write_page(
     for claim in grid.get("claims", []):
         lines += _claim_section(claim, by_claim.get(str(claim["id"])), comparisons)
     lines += rounds_section(out, pd.read_csv(out / "runs.csv"))
-    lines += stability_section(out)
+    lines += stability_section(read_reruns(out), comparisons)
     pages = [(n, t) for n, t in SIBLING_PAGES if (out / n).exists()]
     if (out / DISCUSSION).exists():
         pages.insert(0, (DISCUSSION, "why each claim came out as it did"))

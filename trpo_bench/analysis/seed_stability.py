@@ -13,6 +13,7 @@ Read from CSV only (nothing executed).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -47,14 +48,20 @@ def stability_table(page: pd.DataFrame, rerun: pd.DataFrame, env: str) -> pd.Dat
     return both.assign(same=both["verdict_page"] == both["verdict_rerun"])
 
 
-def stability_section(out: Path) -> list[str]:
-    """The page's lines for each kept rerun (none where ``out`` keeps none)."""
+def read_reruns(out: Path) -> dict[str, pd.DataFrame]:
+    """env id -> the comparisons of its rerun kept in ``out/stability/<env id>.csv``."""
+    return {
+        path.stem: on_env(pd.read_csv(path, dtype={"claim": str}), path.stem)
+        for path in sorted((out / FOLDER).glob("*.csv"))
+    }
+
+
+def stability_section(reruns: Mapping[str, pd.DataFrame], comparisons: pd.DataFrame) -> list[str]:
+    """The page's lines for each rerun (:func:`read_reruns`) against the page's own
+    ``comparisons`` (claims_comparisons.csv); none where there is no rerun."""
     lines: list[str] = []
-    page_path = out / "claims_comparisons.csv"
-    for path in sorted((out / FOLDER).glob("*.csv")):
-        env_id = path.stem
-        rerun = on_env(pd.read_csv(path, dtype={"claim": str}), env_id)
-        page = on_env(pd.read_csv(page_path, dtype={"claim": str}), env_id)
+    for env_id, rerun in reruns.items():
+        page = on_env(comparisons, env_id)
         table = stability_table(page, rerun, env_id)
         if table.empty:
             continue
@@ -98,7 +105,7 @@ def stability_section(out: Path) -> list[str]:
             "",
             f"The claims grid's {env_id} part run again on other seeds "
             f"(a `config/stability-*.yaml` grid; its comparisons kept in "
-            f"[{FOLDER}/{path.name}]({FOLDER}/{path.name})). "
+            f"[{FOLDER}/{env_id}.csv]({FOLDER}/{env_id}.csv)). "
             f"**{agree} of {len(table)} comparisons on {env_id} give the same verdict on the "
             f"new seeds**" + (f" ({move_text})." if move_text else "."),
             "",
