@@ -244,6 +244,22 @@ class CategoricalMLPPolicy(Policy):
         return params[0].argmax(-1)
 
 
+def paper_conv(obs_shape: Sequence[int], channels: int = 16) -> tuple[nn.Sequential, int]:
+    """The paper's Atari torso (Table 3): two 4 x 4 convolutions of ``channels`` with stride 2
+    and ReLUs over a ``(frames, height, width)`` stack, flattened; returns it and its width."""
+    frames, height, width = obs_shape
+    conv = nn.Sequential(
+        nn.Conv2d(frames, channels, kernel_size=4, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(channels, channels, kernel_size=4, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+    )
+    with torch.no_grad():
+        flat = conv(torch.zeros(1, frames, height, width)).shape[1]
+    return conv, int(flat)
+
+
 # Below this many frames a forward pass without gradients keeps the plain (NCHW) layout.
 CHANNELS_LAST_MIN_BATCH = 128
 
@@ -262,16 +278,7 @@ class CategoricalCNNPolicy(CategoricalMLPPolicy):
         self, obs_shape: Sequence[int], num_actions: int, channels: int = 16, hidden: int = 20
     ) -> None:
         Policy.__init__(self, obs_dim=0)
-        frames, height, width = obs_shape
-        conv = nn.Sequential(
-            nn.Conv2d(frames, channels, kernel_size=4, stride=2),
-            nn.ReLU(),
-            nn.Conv2d(channels, channels, kernel_size=4, stride=2),
-            nn.ReLU(),
-            nn.Flatten(),
-        )
-        with torch.no_grad():
-            flat = conv(torch.zeros(1, frames, height, width)).shape[1]
+        conv, flat = paper_conv(obs_shape, channels)
         head = nn.Linear(hidden, num_actions)
         with torch.no_grad():
             head.weight.mul_(0.01)

@@ -12,15 +12,31 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from trpo_bench.core.adam import FusedAdamSteps
-from trpo_bench.core.policies import RunningNorm, mlp
+from trpo_bench.core.policies import RunningNorm, mlp, paper_conv
+
+FRAME_CHUNK = 4096
+
+
+class _Frames(nn.Module):
+    """uint8 frames to floats in [0, 1], as the CNN policy sees them."""
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return obs.float() / 255.0
 
 
 class ValueFunction(nn.Module):
-    """A tanh MLP regressing discounted returns, fit by Adam on minibatches each iteration."""
+    """V(s) regressing discounted returns, fit by Adam on minibatches each iteration.
+
+    On flat observations a tanh MLP of ``hidden_sizes``; on frame stacks (Atari's
+    ``(frames, height, width)``) the policy's own torso (the paper's two convolutions,
+    :func:`~trpo_bench.core.policies.paper_conv`, its own weights) followed by that MLP. Frames
+    are scaled to [0, 1] there, so ``normalize_observations`` applies to flat observations only,
+    as it does for the policies.
+    """
 
     def __init__(
         self,
-        obs_dim: int,
+        obs_shape: int | Sequence[int],
         hidden_sizes: Sequence[int],
         learning_rate: float,
         normalize_observations: bool = False,
@@ -31,8 +47,17 @@ class ValueFunction(nn.Module):
         in ``ppo``'s preset for its 320 minibatch steps per iteration; the other presets keep
         the default implementation."""
         super().__init__()
-        self.obs_norm = RunningNorm(obs_dim) if normalize_observations else None
-        self.net = mlp([obs_dim, *hidden_sizes, 1], out_scale=1.0)
+        shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
+        self.obs_shape = shape
+        if len(shape) == 3:
+            conv, flat = paper_conv(shape)
+            head = mlp([flat, *hidden_sizes, 1], out_scale=1.0)
+            self.obs_norm = None
+            self.net = nn.Sequential(_Frames(), conv, *head)
+        else:
+            obs_dim = math.prod(shape)
+            self.obs_norm = RunningNorm(obs_dim) if normalize_observations else None
+            self.net = mlp([obs_dim, *hidden_sizes, 1], out_scale=1.0)
         kwargs = {"fused": True} if fused_adam else {}
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=learning_rate, **kwargs)
         # Why the last fit was undone ("" if it was kept): see :meth:`fit`.
@@ -46,9 +71,18 @@ class ValueFunction(nn.Module):
     @torch.no_grad()
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """V for an array of observations of any leading shape."""
-        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        lead = x.shape[:-1]
-        return self(x.reshape(-1, x.shape[-1])).reshape(lead).double().cpu().numpy()
+        frames = len(self.obs_shape) == 3  # kept uint8 until the net's first layer
+        x = torch.as_tensor(obs, dtype=None if frames else torch.float32, device=self.device)
+        lead = x.shape[: x.dim() - len(self.obs_shape)]
+        return self._chunked(x.reshape(-1, *self.obs_shape)).reshape(lead).double().cpu().numpy()
+
+    def _chunked(self, obs: Tensor) -> Tensor:
+        """V of a batch without gradients, frames in chunks of ``FRAME_CHUNK`` (a pixel batch's
+        activations at once would take gigabytes; the rows are independent, so the same
+        numbers)."""
+        if len(self.obs_shape) != 3:
+            return self(obs)
+        return torch.cat([self(part) for part in obs.split(FRAME_CHUNK)])
 
     @property
     def device(self) -> torch.device:
@@ -101,7 +135,7 @@ class ValueFunction(nn.Module):
                 loss.backward()
                 adam.step()
         with torch.no_grad():
-            loss = float((self(obs) - targets).pow(2).mean())
+            loss = float((self._chunked(obs) - targets).pow(2).mean())
         finite = all(bool(torch.isfinite(p).all()) for p in self.net.parameters())
         if not (finite and math.isfinite(loss)):
             self.net.load_state_dict(old[0])

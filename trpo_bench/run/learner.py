@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from trpo_bench.config import ConfigError, TrainConfig
@@ -67,9 +66,8 @@ def build_learner(cfg: TrainConfig, device: torch.device | None = None) -> Learn
         )
         value_fn = None
         if cfg.baseline == "value":
-            obs_dim = int(np.prod(envs.observation_space.shape))
             value_fn = ValueFunction(
-                obs_dim,
+                envs.observation_space.shape,
                 cfg.vf_hidden_sizes,
                 cfg.vf_learning_rate,
                 cfg.normalize_observations,
