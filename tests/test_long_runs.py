@@ -1,0 +1,69 @@
+"""The long runs' page (trpo_bench.analysis.long_runs): the Atari claim, its figure and the
+advantage estimator tested as the reason single path stays at random."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trpo_bench.analysis.long_runs import (
+    ESTIMATOR_TEST,
+    SEC_8_2_METHOD,
+    atari_claim,
+    atari_section,
+)
+
+LEVELS = [("random", -20.4), ("human", -3.0), ("paper's TRPO (single path)", 20.9)]
+
+
+def test_atari_claim_compares_the_interval_with_random_plus_the_margin():
+    line = -20.4 + 0.1 * (20.9 + 20.4)  # -16.27
+    assert atari_claim([-21.0, -20.5, -20.0], -20.4, 20.9)["line"] == pytest.approx(line)
+    assert atari_claim([-21.0, -20.5, -20.0], -20.4, 20.9)["verdict"] == "fails"
+    assert atari_claim([-5.0, -3.0, -4.0], -20.4, 20.9)["verdict"] == "holds"
+    assert atari_claim([-20.0, -10.0, -18.0], -20.4, 20.9)["verdict"] == "undecided"
+    one = atari_claim([-3.0, float("nan")], -20.4, 20.9)  # a NaN is no score
+    assert one["seeds"] == 1 and one["verdict"] == "undecided" and one["mean"] == -3.0
+
+
+def _runs(scores: dict[str, list[float]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    runs, progress = [], []
+    for variant, finals in scores.items():
+        for seed, final in enumerate(finals):
+            runs.append({"env": "Pong-v5", "variant": variant, "method": variant, "seed": seed,
+                         "env_steps": 2_000_000, "final_eval_return": -21.0,
+                         "final_eval_sampled_return": final, "final_return": final})  # fmt: skip
+            steps = np.arange(1, 11) * 200_000
+            progress.append(pd.DataFrame({
+                "env": "Pong-v5", "variant": variant, "seed": seed, "env_steps": steps,
+                "return_mean": np.linspace(-20.5, final, 10),
+                "eval_return_mean": [np.nan] * 9 + [-21.0],
+                "eval_sampled_return_mean": [np.nan] * 9 + [final],
+            }))  # fmt: skip
+    return pd.DataFrame(runs), pd.concat(progress, ignore_index=True)
+
+
+def test_the_section_decides_sec_8_2_on_single_path_and_tests_the_estimator(tmp_path):
+    runs, progress = _runs(
+        {SEC_8_2_METHOD: [-20.4, -20.2, -20.3], ESTIMATOR_TEST: [-12.0, -9.5, -11.0]}
+    )
+    text = "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png"))
+    assert (tmp_path / "f.png").stat().st_size > 10_000
+    assert f"{SEC_8_2_METHOD}: -20.3 [" in text and "against -16.3: **fails**" in text
+    assert f"- {ESTIMATOR_TEST}: -10.8 [" in text and "**holds**" in text
+    assert f"P({ESTIMATOR_TEST} > {SEC_8_2_METHOD}) = 1.00" in text
+    assert "The data support the advantage estimator as the cause" in text
+
+
+def test_an_estimator_that_fails_too_is_rejected_as_the_cause(tmp_path):
+    runs, progress = _runs(
+        {SEC_8_2_METHOD: [-20.4, -20.2, -20.3], ESTIMATOR_TEST: [-20.5, -20.1, -20.6]}
+    )
+    text = "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png"))
+    assert "reject the advantage estimator as the sole cause" in text
+    assert "support the advantage estimator" not in text
+
+
+def test_without_the_estimator_runs_the_section_names_no_cause(tmp_path):
+    runs, progress = _runs({SEC_8_2_METHOD: [-20.4, -20.2, -20.3]})
+    text = "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png"))
+    assert "**fails**" in text and "Why single path" not in text
