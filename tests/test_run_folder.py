@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from train_args import train_args
 
 from trpo_bench import cli
 from trpo_bench.config import ConfigError
@@ -22,23 +23,7 @@ TIMING = ["wall_time_s", "sample_time_s", "update_time_s", "eval_protocol_time_s
 
 
 def _args(out, *extra, iterations=2):
-    return [
-        "train",
-        "--env",
-        "CartPole-v1",
-        "--out",
-        str(out),
-        "--iterations",
-        str(iterations),
-        "--steps-per-iter",
-        "200",
-        "--set",
-        "num_envs=2",
-        "--set",
-        "mlflow=false",
-        "--quiet",
-        *extra,
-    ]
+    return train_args(out, *extra, iterations=iterations, sets=("num_envs=2",))
 
 
 def _files(out: Path) -> dict[str, bytes]:

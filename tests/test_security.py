@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from train_args import train_args
 
 from trpo_bench import cli
 from trpo_bench.config import ConfigError
@@ -36,25 +37,7 @@ def _plant(path: Path, marker: Path, **data) -> None:
 
 
 def _train(out: Path, *extra: str) -> int:
-    return cli.main(
-        [
-            "train",
-            "--env",
-            "CartPole-v1",
-            "--out",
-            str(out),
-            "--iterations",
-            "2",
-            "--steps-per-iter",
-            "200",
-            "--set",
-            "mlflow=false",
-            "--set",
-            "checkpoint_every=1",
-            "--quiet",
-            *extra,
-        ]
-    )
+    return cli.main(train_args(out, *extra, sets=("checkpoint_every=1",)))
 
 
 def _one_line(capsys) -> str:
