@@ -11,7 +11,6 @@ everywhere downstream:
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from trpo_bench import plugins
 from trpo_bench.config import ConfigError, load_preset
 from trpo_bench.core.policy_kind import POLICY_NAMES, policy_kind
 from trpo_bench.envs.mujoco_vector import MujocoStepper, supports
@@ -114,21 +114,12 @@ def plugin_spec(name: str, obj: Any, origin: str, taken: Mapping[str, EnvSpec]) 
 
 def plugin_specs(taken: Mapping[str, EnvSpec]) -> dict[str, EnvSpec]:
     """The env specs of the entry-point group; each one that fails is one warning line."""
-    from importlib.metadata import entry_points
-
     specs: dict[str, EnvSpec] = {}
-    for ep in entry_points(group=ENV_PLUGIN_GROUP):
-        dist = getattr(ep, "dist", None)
-        origin = dist.name if dist is not None else ep.value
-        try:
-            spec = plugin_spec(ep.name, ep.load(), origin, {**taken, **specs})
-        except Exception as e:  # a broken plug-in must never break the built-ins
-            print(
-                f"trpo-bench: warning: plug-in env {ep.name!r} ({ep.value}, from {origin}) is "
-                f"left out: {type(e).__name__}: {e}",
-                file=sys.stderr,
-            )
-            continue
+    for spec in plugins.load_plugins(
+        ENV_PLUGIN_GROUP,
+        "env",
+        lambda ep: plugin_spec(ep.name, ep.load(), plugins.origin(ep), {**taken, **specs}),
+    ):
         specs[spec.id] = spec
     return specs
 

@@ -21,11 +21,11 @@ it and where it comes from, and is left out; the built-ins never depend on it.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable, Iterable
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import Any
 
+from trpo_bench import plugins
 from trpo_bench.api import Method, Sampler, StepRule
 from trpo_bench.config import FIELDS, ConfigError, TrainConfig, load_preset
 from trpo_bench.methods import cem, cma_es, ppo
@@ -85,15 +85,6 @@ def builtin_methods() -> dict[str, Method]:
     return methods
 
 
-def _warn(message: str) -> None:
-    print(f"trpo-bench: warning: {message}", file=sys.stderr)
-
-
-def _distribution(ep: EntryPoint) -> str:
-    dist = getattr(ep, "dist", None)
-    return f"{dist.name} {dist.version}" if dist is not None else "an unknown distribution"
-
-
 def load_plugin(ep: EntryPoint, taken: Iterable[str]) -> Method:
     """The :class:`Method` an entry point names, checked; raises with the reason otherwise."""
     obj: Any = ep.load()
@@ -108,24 +99,16 @@ def load_plugin(ep: EntryPoint, taken: Iterable[str]) -> Method:
     clash = [k.name for k in obj.config_keys if k.name in FIELDS]
     if clash:
         raise ValueError(f"its config keys {clash} are TrainConfig fields already")
-    dist = getattr(ep, "dist", None)
-    origin = dist.name if dist is not None else ep.value
-    return dataclasses.replace(obj, origin=origin)
+    return dataclasses.replace(obj, origin=plugins.origin(ep))
 
 
 def plugin_methods(taken: Iterable[str]) -> dict[str, Method]:
     """The methods of the entry-point group; each one that fails is one warning line."""
     taken = set(taken)
     methods: dict[str, Method] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            method = load_plugin(ep, taken)
-        except Exception as e:  # a broken plug-in must never break the built-ins
-            _warn(
-                f"plug-in method {ep.name!r} ({ep.value}, from {_distribution(ep)}) is left out: "
-                f"{type(e).__name__}: {e}"
-            )
-            continue
+    for method in plugins.load_plugins(
+        ENTRY_POINT_GROUP, "method", lambda e: load_plugin(e, taken)
+    ):
         methods[method.name] = method
         taken.add(method.name)
     return methods
