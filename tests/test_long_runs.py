@@ -67,3 +67,10 @@ def test_without_the_estimator_runs_the_section_names_no_cause(tmp_path):
     runs, progress = _runs({SEC_8_2_METHOD: [-20.4, -20.2, -20.3]})
     text = "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png"))
     assert "**fails**" in text and "Why single path" not in text
+
+
+def test_one_seed_gives_no_interval_and_no_verdict(tmp_path):
+    runs, progress = _runs({SEC_8_2_METHOD: [-20.4, -20.2, -20.3], ESTIMATOR_TEST: [-19.9]})
+    text = "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png"))
+    assert "-19.9 (no interval below 2 seeds) over 1 seed against -16.3: **undecided**" in text
+    assert "nan" not in text and "Undecided: the estimator" in text

@@ -32,6 +32,7 @@ from trpo_bench.analysis import claims as claims_mod
 from trpo_bench.analysis.committed_runs import read_committed
 from trpo_bench.analysis.tables import bootstrap_ci, budget_text, markdown_table, reference_levels
 from trpo_bench.envs.registry import env_spec
+from trpo_bench.grid import is_excluded
 
 SEC_8_2_METHOD = "trpo-single-path"  # the paper's Atari method run here (vine if affordable)
 ESTIMATOR_TEST = "trpo-gae"  # single path's batches and step with GAE on a learned V(s)
@@ -149,10 +150,17 @@ def atari_figure(progress: pd.DataFrame, env: str, levels: Sequence[tuple[str, f
     return fig
 
 
+def _interval(low: float, high: float, digits: int) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "(no interval below 2 seeds)"
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def _claim_text(claim: Mapping[str, Any]) -> str:
+    seeds = f"{claim['seeds']} seed" + ("s" if claim["seeds"] != 1 else "")
     return (
-        f"{claim['mean']:.1f} [{claim['low']:.1f}, {claim['high']:.1f}] over {claim['seeds']} "
-        f"seeds against {claim['line']:.1f}: **{claim['verdict']}**"
+        f"{claim['mean']:.1f} {_interval(claim['low'], claim['high'], 1)} over {seeds} "
+        f"against {claim['line']:.1f}: **{claim['verdict']}**"
     )
 
 
@@ -213,7 +221,7 @@ def estimator_test(
         f"**Why single path stays at random, tested**: {ESTIMATOR_TEST} samples the same "
         "batches and takes the same step, and differs in the advantages alone (GAE(0.95) on a "
         "learned V(s) instead of Q-hat minus its mean). "
-        f"P({ESTIMATOR_TEST} > {SEC_8_2_METHOD}) = {point:.2f} [{low:.2f}, {high:.2f}], {v}."
+        f"P({ESTIMATOR_TEST} > {SEC_8_2_METHOD}) = {point:.2f} {_interval(low, high, 2)}, {v}."
     )
     if v == "holds" and gae["verdict"] == "holds":
         tail = (
@@ -257,7 +265,7 @@ def write_long_page(
         markdown_table(provenance.rename(columns={"git_commit": "commit"})),
         "",
     ]
-    planned = {(e, m) for e in grid["envs"] for m in grid["methods"]}
+    planned = {(e, m) for e in grid["envs"] for m in grid["methods"] if not is_excluded(grid, e, m)}
     not_started = [e for e in grid["envs"] if e not in set(runs["env"])]
     if not_started:
         lines += [f"Not run yet at all: {', '.join(not_started)} (a later sitting's part).", ""]
