@@ -69,7 +69,8 @@ def test_walker_set_state_is_not_exact():
     obs2, _, _ = _play(other, actions)
     drift = np.abs(obs - obs2).max(axis=1)
     assert drift[0] > 0.0  # differs from the very first step
-    assert drift.max() > 1e-3  # and the difference grows
+    # and the difference grows by many orders of magnitude (seen: 6e-4 to above 1e-3 by CPU)
+    assert drift.max() > 1e-5 and drift.max() > 1e8 * drift[0]
 
 
 def test_cartpole_restore_replays_bit_identical_for_1000_steps():
