@@ -11,6 +11,12 @@ POLICY_NAMES = {
 }
 
 
+def is_frame_stack(shape: tuple[int, ...]) -> bool:
+    """Whether observations of ``shape`` are image stacks ``(frames, height, width)``, which
+    the CNN policy and the value function's conv torso take."""
+    return len(shape) == 3
+
+
 def policy_kind(observation_space: gym.Space, action_space: gym.Space) -> str:
     """``cnn`` (image observations, discrete actions), ``categorical`` (discrete actions) or
     ``gaussian`` (continuous actions): the policy ``trpo_bench.core.policies.make_policy``
@@ -21,7 +27,7 @@ def policy_kind(observation_space: gym.Space, action_space: gym.Space) -> str:
             "Dict or Tuple space with gymnasium's FlattenObservation in the env's registration)"
         )
     if isinstance(action_space, gym.spaces.Discrete):
-        return "cnn" if len(observation_space.shape) == 3 else "categorical"
+        return "cnn" if is_frame_stack(observation_space.shape) else "categorical"
     if isinstance(action_space, gym.spaces.Box):
         return "gaussian"
     raise TypeError(f"unsupported action space {action_space} (supported: Discrete, Box)")

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from trpo_bench.core.adam import FusedAdamSteps
 from trpo_bench.core.policies import RunningNorm, mlp, paper_conv
+from trpo_bench.core.policy_kind import is_frame_stack
 
 FRAME_CHUNK = 4096
 
@@ -49,7 +50,8 @@ class ValueFunction(nn.Module):
         super().__init__()
         shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
         self.obs_shape = shape
-        if len(shape) == 3:
+        self.frames = is_frame_stack(shape)
+        if self.frames:
             conv, flat = paper_conv(shape)
             head = mlp([flat, *hidden_sizes, 1], out_scale=1.0)
             self.obs_norm = None
@@ -71,8 +73,8 @@ class ValueFunction(nn.Module):
     @torch.no_grad()
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """V for an array of observations of any leading shape."""
-        frames = len(self.obs_shape) == 3  # kept uint8 until the net's first layer
-        x = torch.as_tensor(obs, dtype=None if frames else torch.float32, device=self.device)
+        # frames stay uint8 until the net's first layer
+        x = torch.as_tensor(obs, dtype=None if self.frames else torch.float32, device=self.device)
         lead = x.shape[: x.dim() - len(self.obs_shape)]
         return self._chunked(x.reshape(-1, *self.obs_shape)).reshape(lead).double().cpu().numpy()
 
@@ -80,7 +82,7 @@ class ValueFunction(nn.Module):
         """V of a batch without gradients, frames in chunks of ``FRAME_CHUNK`` (a pixel batch's
         activations at once would take gigabytes; the rows are independent, so the same
         numbers)."""
-        if len(self.obs_shape) != 3:
+        if not self.frames:
             return self(obs)
         return torch.cat([self(part) for part in obs.split(FRAME_CHUNK)])
 
