@@ -7,6 +7,7 @@ import pytest
 
 from trpo_bench.analysis.long_runs import (
     ESTIMATOR_TEST,
+    PIPELINE_TEST,
     SEC_8_2_METHOD,
     atari_claim,
     atari_section,
@@ -25,13 +26,22 @@ def test_atari_claim_compares_the_interval_with_random_plus_the_margin():
     assert one["seeds"] == 1 and one["verdict"] == "undecided" and one["mean"] == -3.0
 
 
+CONFIGS = {
+    SEC_8_2_METHOD: {"iterations": 100, "steps_per_iter": 20000},
+    ESTIMATOR_TEST: {"iterations": 100, "steps_per_iter": 20000},
+    PIPELINE_TEST: {"iterations": 500, "steps_per_iter": 4000, "ppo_epochs": 4,
+                    "ppo_minibatch": 256},
+}  # fmt: skip
+
+
 def _runs(scores: dict[str, list[float]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs, progress = [], []
     for variant, finals in scores.items():
         for seed, final in enumerate(finals):
             runs.append({"env": "Pong-v5", "variant": variant, "method": variant, "seed": seed,
                          "env_steps": 2_000_000, "final_eval_return": -21.0,
-                         "final_eval_sampled_return": final, "final_return": final})  # fmt: skip
+                         "final_eval_sampled_return": final, "final_return": final,
+                         "config": CONFIGS[variant]})  # fmt: skip
             steps = np.arange(1, 11) * 200_000
             progress.append(pd.DataFrame({
                 "env": "Pong-v5", "variant": variant, "seed": seed, "env_steps": steps,
@@ -61,6 +71,43 @@ def test_an_estimator_that_fails_too_is_rejected_as_the_cause(tmp_path):
     text = "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png"))
     assert "reject the advantage estimator as the sole cause" in text
     assert "support the advantage estimator" not in text
+    assert "The budget remains the untested explanation." in text  # no pipeline test ran
+
+
+FLAT = [-20.4, -20.2, -20.3]
+
+
+def _section(tmp_path, scores: dict[str, list[float]]) -> str:
+    runs, progress = _runs(scores)
+    return "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png"))
+
+
+def test_a_pipeline_that_learns_points_at_trpos_steps(tmp_path):
+    text = _section(
+        tmp_path,
+        {SEC_8_2_METHOD: FLAT, ESTIMATOR_TEST: [-20.5, -20.1, -20.6], PIPELINE_TEST: [-8.0, -6.5]},
+    )
+    assert f"- {PIPELINE_TEST}: -7.2 [" in text
+    assert (
+        "takes 500 iterations of first-order steps (4 epochs of minibatch 256 on batches of "
+        "4,000 steps) where trpo-single-path takes 100 KL-bounded steps"
+    ) in text
+    assert f"P({PIPELINE_TEST} > {SEC_8_2_METHOD}) = 1.00" in text
+    assert "The pipeline is not the limit" in text
+    assert f"since {ESTIMATOR_TEST}, with {PIPELINE_TEST}'s advantage estimator" in text
+    assert "untested explanation" not in text
+
+
+def test_a_pipeline_that_fails_too_leaves_the_candidates_open(tmp_path):
+    text = _section(
+        tmp_path,
+        {SEC_8_2_METHOD: FLAT, ESTIMATOR_TEST: [-20.5, -20.1], PIPELINE_TEST: [-20.9, -20.6]},
+    )
+    assert f"Not even {PIPELINE_TEST}'s many steps clear the line" in text
+    assert "The pipeline is not the limit" not in text
+    # without a learned-baseline TRPO that fails, no reason is drawn from it
+    text = _section(tmp_path, {SEC_8_2_METHOD: FLAT, PIPELINE_TEST: [-5.0, -6.0]})
+    assert "The pipeline is not the limit" in text and ESTIMATOR_TEST not in text
 
 
 def test_without_the_estimator_runs_the_section_names_no_cause(tmp_path):
