@@ -55,31 +55,32 @@ def _mean_range(x: Any) -> str:
     return f"{v.mean():.1f} ({v.min():.1f} to {v.max():.1f})"
 
 
-def budget_table(runs: pd.DataFrame, short: pd.DataFrame, env: str) -> pd.DataFrame:
-    """Per method of ``env``: seeds, the three yardsticks at the long budget, and the
-    deterministic final return of the short (claims grid) runs of the same method."""
+def budget_table(runs: pd.DataFrame, env: str, short: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per method of ``env``: seeds and the three yardsticks at the long budget; given
+    ``short`` (the claims grid's runs), a last column with the deterministic final return of
+    the same method there."""
     rows = []
     mine = runs[runs["env"] == env]
     for variant, group in mine.groupby("variant", sort=False):
-        before = short[(short["env"] == env) & (short["variant"] == variant)]
-        rows.append(
-            {
-                "method": variant,
-                "seeds": len(group),
-                "env steps": budget_text(env, float(group["env_steps"].mean())),
-                **{
-                    f"{y} (mean, range)": _mean_range(group[c])
-                    for y, c in YARDSTICK_COLUMNS.items()
-                    if c in group
-                },
-                "claims grid (deterministic)": (
-                    f"{_mean_range(before['final_eval_return'])} at "
-                    f"{budget_text(env, float(before['env_steps'].mean()))}"
-                    if len(before)
-                    else ""
-                ),
-            }
-        )
+        row = {
+            "method": variant,
+            "seeds": len(group),
+            "env steps": budget_text(env, float(group["env_steps"].mean())),
+            **{
+                f"{y} (mean, range)": _mean_range(group[c])
+                for y, c in YARDSTICK_COLUMNS.items()
+                if c in group
+            },
+        }
+        if short is not None:
+            before = short[(short["env"] == env) & (short["variant"] == variant)]
+            row["claims grid (deterministic)"] = (
+                f"{_mean_range(before['final_eval_return'])} at "
+                f"{budget_text(env, float(before['env_steps'].mean()))}"
+                if len(before)
+                else ""
+            )
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -181,9 +182,9 @@ def atari_section(
     trpo = max(v for label, v in levels if label.startswith("paper's TRPO"))
     score = "final_eval_sampled_return"
     claims = {v: atari_claim(g[score], random, trpo) for v, g in mine.groupby("variant", sort=True)}
-    table = budget_table(runs, pd.DataFrame(columns=["env", "variant"]), env)
+    table = budget_table(runs, env)
     lines = [
-        markdown_table(table.drop(columns=["claims grid (deterministic)"])),
+        markdown_table(table),
         "",
         f"![{env}]({figure.name})",
         "",
@@ -334,7 +335,7 @@ def write_long_page(
         lines += [f"## {env}", ""]
         missing = sorted(m for e, m in planned if e == env and m not in set(mine["method"]))
         if env_spec(env).family != "atari":
-            lines += [markdown_table(budget_table(runs, short_runs, env)), ""]
+            lines += [markdown_table(budget_table(runs, env, short_runs)), ""]
             if missing:
                 lines += [f"Not run yet: {', '.join(missing)} (the next sitting's part).", ""]
             # The budget explanation was offered for swimmer (discussion.md), and is tested there.
