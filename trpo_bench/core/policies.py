@@ -260,6 +260,11 @@ def paper_conv(obs_shape: Sequence[int], channels: int = 16) -> tuple[nn.Sequent
     return conv, int(flat)
 
 
+def frames_to_unit(frames: Tensor) -> Tensor:
+    """uint8 frames (any layout) as floats in [0, 1]: what the paper's network sees."""
+    return frames.float() / 255.0
+
+
 # Below this many frames a forward pass without gradients keeps the plain (NCHW) layout.
 CHANNELS_LAST_MIN_BATCH = 128
 
@@ -295,8 +300,8 @@ class CategoricalCNNPolicy(CategoricalMLPPolicy):
         # at 16 frames) and gives the same numbers up to float rounding: bit for bit on some
         # CPUs, within 2 units in the last place on an AVX2-only EPYC (tests/test_atari.py).
         if obs.shape[0] < CHANNELS_LAST_MIN_BATCH and not torch.is_grad_enabled():
-            return obs.float() / 255.0
-        return obs.contiguous(memory_format=torch.channels_last).float() / 255.0
+            return frames_to_unit(obs)
+        return frames_to_unit(obs.contiguous(memory_format=torch.channels_last))
 
 
 def make_policy(

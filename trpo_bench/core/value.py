@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from trpo_bench.core.adam import FusedAdamSteps
-from trpo_bench.core.policies import RunningNorm, mlp, paper_conv
+from trpo_bench.core.policies import RunningNorm, frames_to_unit, mlp, paper_conv
 from trpo_bench.core.policy_kind import is_frame_stack
 
 FRAME_CHUNK = 4096
@@ -22,7 +22,7 @@ class _Frames(nn.Module):
     """uint8 frames to floats in [0, 1], as the CNN policy sees them."""
 
     def forward(self, obs: Tensor) -> Tensor:
-        return obs.float() / 255.0
+        return frames_to_unit(obs)
 
 
 class ValueFunction(nn.Module):
