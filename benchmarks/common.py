@@ -57,11 +57,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def timed_train(env: str, method: str, over: dict) -> tuple[float, pd.DataFrame, dict]:
+def timed_train(
+    env: str, method: str, over: dict, preset: str = "quick"
+) -> tuple[float, pd.DataFrame, dict]:
     """Wall seconds, progress.csv and the config (+ env_steps and cpu_s) of one training run
-    (MLflow and checkpoints off)."""
+    at ``preset`` (MLflow and checkpoints off)."""
     cfg = build_config(
-        env, method, layers=[("bench", {"mlflow": False, "checkpoint_every": 0, **over})]
+        env,
+        method,
+        layers=[("bench", {"mlflow": False, "checkpoint_every": 0, **over})],
+        preset=preset,
     )
     with tempfile.TemporaryDirectory() as tmp:
         start, cpu_start = time.perf_counter(), time.process_time()

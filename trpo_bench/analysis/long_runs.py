@@ -203,6 +203,9 @@ def atari_section(
             "",
         ]
     lines += [f"- {v}: {_claim_text(c)}" for v, c in claims.items() if v != SEC_8_2_METHOD]
+    steps = full_step_text(mine, progress[progress["env"] == env])
+    if steps:
+        lines += ["", steps]
     if ESTIMATOR_TEST in claims and SEC_8_2_METHOD in claims:
         lines += ["", *estimator_test(mine, claims[ESTIMATOR_TEST])]
     if PIPELINE_TEST in claims and SEC_8_2_METHOD in claims:
@@ -210,6 +213,33 @@ def atari_section(
     elif ESTIMATOR_TEST in claims and claims[ESTIMATOR_TEST]["verdict"] == "fails":
         lines += ["The budget remains the untested explanation.", ""]
     return [*lines, ""]
+
+
+def full_step_text(runs: pd.DataFrame, progress: pd.DataFrame) -> str:
+    """How far the line-searched methods' full steps (step fraction 1) moved the policy, as a
+    share of their trust region delta, from ``progress`` (one env's); empty if none ran."""
+    parts = []
+    for variant, g in progress.groupby("variant", sort=True):
+        if not (g["linesearch_steps"] > 0).any():
+            continue  # no line search: a fixed or first-order step
+        delta = float(_setting(runs, variant, "delta"))
+        full = g[g["step_fraction"] == 1.0]
+        damping = _setting(runs, variant, "cg_damping")
+        parts.append(
+            f"{variant} took it in {len(full)} of {len(g)} iterations, at a mean KL of "
+            f"{full['kl_mean'].mean():.4f} ({full['kl_mean'].mean() / delta:.2f} of delta "
+            f"{delta:g}; cg_damping {damping})"
+        )
+    if not parts:
+        return ""
+    return (
+        "**The step, from the runs**: the line search's first trial is the full step "
+        "sqrt(2 delta / s'(A + damping I)s) s, whose quadratic KL model counts CG's damping; "
+        + "; ".join(parts)
+        + ". Where the Fisher's curvature is small the damping's share keeps the full step "
+        "below delta (`python benchmarks/step_kl.py` measures the full step's KL by damping); "
+        "whether larger steps would learn at this budget is not tested by a run here."
+    )
 
 
 def estimator_test(runs: pd.DataFrame, gae: Mapping[str, Any]) -> list[str]:
