@@ -30,7 +30,7 @@ CONFIGS = {
     SEC_8_2_METHOD: {"iterations": 100, "steps_per_iter": 20000, "delta": 0.01, "cg_damping": 0.1},
     ESTIMATOR_TEST: {"iterations": 100, "steps_per_iter": 20000, "delta": 0.01, "cg_damping": 0.1},
     PIPELINE_TEST: {"iterations": 500, "steps_per_iter": 4000, "ppo_epochs": 4,
-                    "ppo_minibatch": 256},
+                    "ppo_minibatch": 256, "num_envs": 16},
 }  # fmt: skip
 
 
@@ -111,6 +111,7 @@ def test_a_pipeline_that_fails_too_leaves_the_candidates_open(tmp_path):
         {SEC_8_2_METHOD: FLAT, ESTIMATOR_TEST: [-20.5, -20.1], PIPELINE_TEST: [-20.9, -20.6]},
     )
     assert f"Not even {PIPELINE_TEST}'s many steps clear the line" in text
+    assert "(each env plays 250 steps of a game per iteration in ppo)" in text
     assert "The pipeline is not the limit" not in text
     # without a learned-baseline TRPO that fails, no reason is drawn from it
     text = _section(tmp_path, {SEC_8_2_METHOD: FLAT, PIPELINE_TEST: [-5.0, -6.0]})

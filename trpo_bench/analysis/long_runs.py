@@ -323,7 +323,9 @@ def pipeline_test(
     elif ppo["verdict"] == "fails":
         tail = (
             f"Not even {PIPELINE_TEST}'s many steps clear the line at this budget: the budget, "
-            "the frames and the network remain candidates, none tested apart."
+            "the frames, the paper's small network and the resets every iteration (each env "
+            f"plays {int(batch) // int(_setting(runs, PIPELINE_TEST, 'num_envs'))} steps of a "
+            f"game per iteration in {PIPELINE_TEST}) remain candidates, none tested apart."
         )
     else:
         tail = "Undecided: whether this pipeline learns the game at this budget is not settled."
