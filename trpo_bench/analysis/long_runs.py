@@ -147,7 +147,12 @@ def atari_figure(progress: pd.DataFrame, env: str, levels: Sequence[tuple[str, f
             ax.annotate(label, (1.0, value), xycoords=("axes fraction", "data"), fontsize=7,
                         xytext=(4, 0), textcoords="offset points", va="center")  # fmt: skip
         ax.set_ylabel("game score")
-        ax.set_title(f"{env}: {variant}, thin lines the training batches' return")
+        trained = mine.loc[mine["variant"] == variant, "return_mean"].notna().any()
+        ax.set_title(
+            f"{env}: {variant}, thin lines the training batches' return"
+            if trained
+            else f"{env}: {variant} (no training return: no game ends within a batch)"
+        )
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper left", fontsize=7, frameon=False)
     axes[-1].set_xlabel("env steps (4 frames each)")
