@@ -11,6 +11,7 @@ from trpo_bench.analysis.long_runs import (
     SEC_8_2_METHOD,
     atari_claim,
     atari_section,
+    budget_conclusion,
 )
 
 LEVELS = [("random", -20.4), ("human", -3.0), ("paper's TRPO (single path)", 20.9)]
@@ -129,3 +130,24 @@ def test_one_seed_gives_no_interval_and_no_verdict(tmp_path):
     text = "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png"))
     assert "-19.9 (no interval below 2 seeds) over 1 seed against -16.3: **undecided**" in text
     assert "nan" not in text and "Undecided: the estimator" in text
+
+
+def _budget(verdicts: dict[str, str]) -> str:
+    return budget_conclusion(
+        [
+            {"long": m, "short": b, "verdict": v}
+            for m, v in verdicts.items()
+            for b in ("cem", "cma-es")
+        ]
+    )
+
+
+def test_the_budget_is_rejected_on_claim_1s_subject_the_trpo_methods():
+    all_fail = {"trpo-single-path": "fails", "trpo-vine": "fails", "natural-gradient": "fails"}
+    assert _budget(all_fail).endswith("at 500K, nor does any other gradient method.")
+    assert "reject the budget" in _budget({**all_fail, "natural-gradient": "undecided"})
+    assert "natural-gradient: 0 of 2 comparisons fail, the rest undecided" in _budget(
+        {**all_fail, "natural-gradient": "undecided"}
+    )
+    assert _budget({**all_fail, "trpo-vine": "undecided"}).startswith("Undecided")
+    assert _budget({**all_fail, "natural-gradient": "holds"}).startswith("The data support")
