@@ -215,7 +215,8 @@ def test_a_short_grid_without_a_job_limit_prints_no_segment_line():
 # each job costs 60-100 s of the test (the SLURM plugin's status checks back off), so not more.
 LONG_RUN = {"steps_per_iter": 20000, "checkpoint_every": 0}
 JOB_LIMIT_S = 60.0  # max_job_minutes: 1
-RUN_OVER_JOB = 1.5  # the run's length over what one job can train, timed on an idle core
+RUN_OVER_JOB = 2.0  # the run's length over what one job can train, timed here: margin for a
+# machine whose load drops between the timing and the run (a 1.5 once fit in one job so)
 
 
 def _long_run_args(out: Path, settings: dict) -> list[str]:
