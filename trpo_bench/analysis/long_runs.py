@@ -84,6 +84,23 @@ def budget_table(runs: pd.DataFrame, env: str, short: pd.DataFrame | None = None
     return pd.DataFrame(rows)
 
 
+def _better(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, str]:
+    """P(x > y) over seeds, its 95% interval and its ``better`` verdict (claims' rules)."""
+    point, low, high = claims_mod.poi_interval([x], [y])
+    v, _ = claims_mod.verdict("better", point, low, high, min(len(x), len(y)))
+    return point, low, high, v
+
+
+def _against_single_path(runs: pd.DataFrame, variant: str) -> tuple[str, str]:
+    """``P(variant > single path) = ...`` on the final sampled evaluation, and its verdict."""
+    x, y = (
+        runs.loc[runs["variant"] == v, "final_eval_sampled_return"].dropna().to_numpy()
+        for v in (variant, SEC_8_2_METHOD)
+    )
+    point, low, high, v = _better(x, y)
+    return f"P({variant} > {SEC_8_2_METHOD}) = {point:.2f} {_interval(low, high, 2)}, {v}.", v
+
+
 def budget_verdicts(
     runs: pd.DataFrame,
     short: pd.DataFrame,
@@ -101,8 +118,7 @@ def budget_verdicts(
             y = short.loc[(short["env"] == env) & (short["variant"] == s), "final_eval_return"]
             if not len(x) or not len(y):
                 continue
-            point, low, high = claims_mod.poi_interval([x.to_numpy()], [y.to_numpy()])
-            v, _ = claims_mod.verdict("better", point, low, high, min(len(x), len(y)))
+            point, low, high, v = _better(x.to_numpy(), y.to_numpy())
             out.append({"long": g, "short": s, "p": point, "low": low, "high": high, "verdict": v})
     return out
 
@@ -257,11 +273,11 @@ def full_step_text(runs: pd.DataFrame, progress: pd.DataFrame) -> str:
             continue  # no line search: a fixed or first-order step
         delta = float(_setting(runs, variant, "delta"))
         full = g[g["step_fraction"] == 1.0]
+        kl = full["kl_mean"].mean()
         damping = _setting(runs, variant, "cg_damping")
         parts.append(
             f"{variant} took it in {len(full)} of {len(g)} iterations, at a mean KL of "
-            f"{full['kl_mean'].mean():.4f} ({full['kl_mean'].mean() / delta:.2f} of delta "
-            f"{delta:g}; cg_damping {damping})"
+            f"{kl:.4f} ({kl / delta:.2f} of delta {delta:g}; cg_damping {damping})"
         )
     if not parts:
         return ""
@@ -281,17 +297,11 @@ def estimator_test(runs: pd.DataFrame, gae: Mapping[str, Any]) -> list[str]:
     Q-hat minus its mean). P(it > single path) on the final sampled evaluation, and one
     sentence from that and ``gae`` (its own :func:`atari_claim`): the data support the
     estimator as the cause, reject it, or neither."""
-    x, y = (
-        runs.loc[runs["variant"] == v, "final_eval_sampled_return"].dropna().to_numpy()
-        for v in (ESTIMATOR_TEST, SEC_8_2_METHOD)
-    )
-    point, low, high = claims_mod.poi_interval([x], [y])
-    v, _ = claims_mod.verdict("better", point, low, high, min(len(x), len(y)))
+    comparison, v = _against_single_path(runs, ESTIMATOR_TEST)
     head = (
         f"**Why single path stays at random, tested**: {ESTIMATOR_TEST} samples the same "
         "batches and takes the same step, and differs in the advantages alone (GAE(0.95) on a "
-        "learned V(s) instead of Q-hat minus its mean). "
-        f"P({ESTIMATOR_TEST} > {SEC_8_2_METHOD}) = {point:.2f} {_interval(low, high, 2)}, {v}."
+        f"learned V(s) instead of Q-hat minus its mean). {comparison}"
     )
     if v == "holds" and gae["verdict"] == "holds":
         tail = (
@@ -324,12 +334,7 @@ def pipeline_test(
     first-order steps where single path takes few KL-bounded ones. P(it > single path) on the
     final sampled evaluation and one sentence from ``ppo`` (its :func:`atari_claim`) and
     ``gae`` (:data:`ESTIMATOR_TEST`'s, or None where it was not run)."""
-    x, y = (
-        runs.loc[runs["variant"] == v, "final_eval_sampled_return"].dropna().to_numpy()
-        for v in (PIPELINE_TEST, SEC_8_2_METHOD)
-    )
-    point, low, high = claims_mod.poi_interval([x], [y])
-    v, _ = claims_mod.verdict("better", point, low, high, min(len(x), len(y)))
+    comparison, _ = _against_single_path(runs, PIPELINE_TEST)
     iters, batch = (_setting(runs, PIPELINE_TEST, k) for k in ("iterations", "steps_per_iter"))
     epochs, minibatch = (_setting(runs, PIPELINE_TEST, k) for k in ("ppo_epochs", "ppo_minibatch"))
     trpo_iters = _setting(runs, SEC_8_2_METHOD, "iterations")
@@ -338,8 +343,7 @@ def pipeline_test(
         "reads the same frames through the same network, reset the same way every iteration, "
         f"for the same env steps, and takes {iters} iterations of first-order steps "
         f"({epochs} epochs of minibatch {minibatch} on batches of {int(batch):,} steps) where "
-        f"{SEC_8_2_METHOD} takes {trpo_iters} KL-bounded steps. "
-        f"P({PIPELINE_TEST} > {SEC_8_2_METHOD}) = {point:.2f} {_interval(low, high, 2)}, {v}."
+        f"{SEC_8_2_METHOD} takes {trpo_iters} KL-bounded steps. {comparison}"
     )
     if ppo["verdict"] == "holds":
         tail = (
