@@ -9,6 +9,8 @@ import torch
 from trpo_bench.core.policies import CategoricalCNNPolicy
 from trpo_bench.diagnostics import pong_imitation as pi
 from trpo_bench.envs.registry import make_env
+from trpo_bench.resolve import build_config
+from trpo_bench.run.trainer import train
 
 
 def _ram(ball: int, paddle: int) -> np.ndarray:
@@ -44,7 +46,7 @@ def test_collect_labels_every_frame_with_the_teachers_action():
     # The paddle follows the ball both ways: both moves are common labels.
     assert np.mean(labels == pi.UP) > 0.1 and np.mean(labels == pi.DOWN) > 0.1
     # Acting by the network, the frames move on as the game does (the stack is not stale).
-    policy = pi.make_policy(env.observation_space, env.action_space, ())
+    policy = CategoricalCNNPolicy(env.observation_space.shape, int(env.action_space.n))
     frames2, labels2, _ = pi.collect(
         env, 300, rng, policy=policy, generator=torch.Generator().manual_seed(0)
     )
@@ -81,6 +83,42 @@ def test_fit_teaches_the_papers_network_a_rule_read_from_the_frames():
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+def test_the_centred_network_folds_into_the_plain_one_on_raw_frames():
+    """Training on frames minus the background searches the plain network's own function
+    class: folded, the first convolution's bias absorbs the offset (same numbers)."""
+    torch.manual_seed(0)
+    centred = pi.CentredFramesPolicy((4, 52, 40), 6, pi.PONG_BACKGROUND / 255.0)
+    with torch.no_grad():
+        for p in centred.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # not the initial biases: a trained network
+    frames = torch.randint(0, 256, (300, 4, 52, 40), dtype=torch.uint8)
+    plain = pi.fold_offset(centred)
+    assert type(plain) is CategoricalCNNPolicy
+    want, got = centred.dist_params(frames)[0], plain.dist_params(frames)[0]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    unfolded = CategoricalCNNPolicy((4, 52, 40), 6)
+    unfolded.load_state_dict(centred.state_dict())  # without the fold: other numbers
+    assert (unfolded.dist_params(frames)[0] - want).abs().max() > 1e-3
+
+
+def test_state_dependence_is_zero_for_a_policy_that_ignores_the_frame():
+    torch.manual_seed(0)
+    policy = CategoricalCNNPolicy((4, 52, 40), 6)
+    frames = np.random.default_rng(0).integers(0, 256, (200, 4, 52, 40), dtype=np.uint8)
+    with torch.no_grad():
+        policy.logits_net[-1].weight.zero_()  # the logits are the head's bias alone
+        policy.logits_net[-1].bias.copy_(torch.tensor([0.0, 0.0, 2.0, 0.0, 0.0, 1.0]))
+    flat = pi.state_dependence(policy, frames)
+    assert flat["kl_to_mean"] == pytest.approx(0.0, abs=1e-12)
+    assert flat["action_shares"][2] == pytest.approx(
+        np.exp(2) / (np.exp(2) + np.exp(1) + 4), abs=1e-4
+    )
+    with torch.no_grad():
+        policy.logits_net[-1].weight.normal_(0.0, 3.0)
+    assert pi.state_dependence(policy, frames)["kl_to_mean"] > 0.01
+    assert 0 <= flat["dead_hidden_units"] <= flat["hidden_units"] == 20
+
+
 def test_the_plateau_is_counted_until_accuracy_leaves_the_prior():
     assert pi.plateau_epochs([0.38, 0.39, 0.40, 0.46, 0.7], majority=0.39) == 3
     assert pi.plateau_epochs([0.38, 0.39], majority=0.39) is None
@@ -93,6 +131,9 @@ def test_the_command_rejects_bad_sizes_before_any_work(tmp_path, capsys):
     assert info.value.code == 2
     assert "--rounds 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
+        pi.main(["--out", str(out), "--measure", str(tmp_path)])
+    assert f"--measure: no policy.pt in {tmp_path}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         pi.main(["--out", str(out), "--first-epochs", "0", "--epochs", "-1"])
     err = capsys.readouterr().err
     assert "--first-epochs 0, --epochs -1" in err and "at least" in err
@@ -101,15 +142,24 @@ def test_the_command_rejects_bad_sizes_before_any_work(tmp_path, capsys):
 
 def test_a_small_check_writes_its_result(tmp_path):
     out = tmp_path / "imitation.json"
+    run = tmp_path / "run"
+    cfg = build_config("Pong-v5", "trpo-single-path", layers=[("t", {
+        "iterations": 1, "steps_per_iter": 800, "num_envs": 2, "mlflow": False})])  # fmt: skip
+    train(cfg, run, log=lambda _m: None)
     args = ["--steps-per-round", "400", "--rounds", "2", "--first-epochs", "2", "--epochs", "1"]
-    assert pi.main(["--out", str(out), *args, "--eval-episodes", "2"]) == 0
+    args += ["--eval-episodes", "2", "--raw-probe-epochs", "3", "--measure", str(run)]
+    assert pi.main(["--out", str(out), *args]) == 0
     result = json.loads(out.read_text())
     assert [r["round"] for r in result["rounds"]] == [0, 1]
     assert result["rounds"][1]["frames_trained"] > result["rounds"][0]["frames_trained"]
     assert result["teacher"]["return"] > 0
     assert result["policy_parameters"] == 33_458
     assert result["config"]["first_epochs"] == 2 and result["config"]["eval_episodes"] == 2
-    assert len(result["first_round_heldout_accuracy_by_epoch"]) == 2
+    curves = result["first_round_heldout_accuracy_by_epoch"]
+    assert len(curves["centred"]) == 2 and len(curves["raw"]) == 3
+    assert set(result["plateau_epochs"]) == {"centred", "raw"}
+    assert set(result["state_dependence"]) == {"untrained", "imitation", str(run)}
+    assert result["state_dependence"][str(run)]["hidden_units"] == 20
     for r in result["rounds"]:
         assert 0.0 <= r["heldout_accuracy"] <= 1.0
         assert -21.0 <= r["eval_sampled_return_mean"] <= 21.0

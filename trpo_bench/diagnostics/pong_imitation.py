@@ -14,8 +14,19 @@ a good policy; what is then missing is the reinforcement learning.
    random actions (states off its own path, still labelled with its action); each later round
    plays the current network, sampled, and labels the states it reaches with the teacher's
    action. The network is fitted by cross-entropy (Adam) on all the rounds' frames.
-3. **Evaluation** by the runs' own protocol (:class:`~trpo_bench.run.evaluation.PolicyEvaluator`:
-   the same 10 episodes, deterministic and sampled), beside the teacher's score.
+3. **Frames minus Pong's background.** Fitted on the frames as the runs feed them (in [0, 1],
+   a constant background of 87/255 with a few small objects), the network sits at the prior
+   (always the commonest action) for a long and seed-dependent number of epochs; on the frames
+   minus the background it leaves it within a few. The two are one function class: a network
+   on ``x - c`` is the network on ``x`` with the first convolution's bias lowered by
+   ``c`` times the sum of its weights (:func:`fold_offset`), so the evaluated policy is a plain
+   :class:`~trpo_bench.core.policies.CategoricalCNNPolicy` on the runs' frames. Round 0 is
+   also fitted on the raw frames from the same initialisation, for the record of how long
+   that sits at the prior.
+4. **Evaluation** by the runs' own protocol (:class:`~trpo_bench.run.evaluation.PolicyEvaluator`:
+   the same 10 episodes, deterministic and sampled), beside the teacher's score; and how much
+   each policy's actions depend on the frame (:func:`state_dependence`), for the imitating
+   network and, given ``--measure RUN_FOLDER``, for the runs' final policies.
 
 Run ``python -m trpo_bench.diagnostics.pong_imitation --out FILE`` (about 15 minutes on one core
 here); the JSON it writes is what docs/reproduction/long.md reports. Same seed, same numbers on
@@ -27,7 +38,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,19 +46,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from trpo_bench.core.policies import CategoricalCNNPolicy, make_policy
+from trpo_bench.config import ConfigError
+from trpo_bench.core.policies import CategoricalCNNPolicy
 from trpo_bench.envs.registry import make_env
 from trpo_bench.run.atomic import write_json
 from trpo_bench.run.evaluation import EVAL_SEED, PolicyEvaluator
+from trpo_bench.run.files import POLICY_FILE
+from trpo_bench.run.learner import load_policy
 from trpo_bench.run.provenance import git_commit, machine_text, package_versions
 
 __all__ = [
+    "CentredFramesPolicy",
     "ImitationConfig",
     "accuracy",
     "collect",
     "fit_epoch",
+    "fold_offset",
     "plateau_epochs",
     "run_imitation",
+    "state_dependence",
     "teacher_score",
     "tracker_action",
 ]
@@ -62,6 +79,9 @@ NOOP, UP, DOWN = 0, 2, 3
 # offsets -8..12, offset 2 wins the deterministic game 21-10 (offset 0: 21-12; 4 and up lose).
 TRACKER_OFFSET = 2
 TRACKER_DEADBAND = 2
+# Pong's background in the pooled grayscale frames (every pixel off the ball, paddles, walls
+# and score; tests/test_atari.py reads it the same way).
+PONG_BACKGROUND = 87
 
 
 def tracker_action(ram: np.ndarray) -> int:
@@ -89,7 +109,55 @@ class ImitationConfig:
     minibatch: int = 128
     learning_rate: float = 1e-3
     heldout_share: float = 0.1  # of each round's frames, never trained on
+    center_frames: bool = True  # fit on the frames minus PONG_BACKGROUND (module doc, 3.)
+    raw_probe_epochs: int = 30  # round 0 also fitted on the raw frames, curve recorded only
     eval_episodes: int = 10  # as the long grid's runs (config/long.yaml)
+
+
+class CentredFramesPolicy(CategoricalCNNPolicy):
+    """The paper's network reading the frames minus ``offset`` (in [0, 1] units)."""
+
+    def __init__(self, obs_shape: Sequence[int], num_actions: int, offset: float) -> None:
+        super().__init__(obs_shape, num_actions)
+        self.obs_shape, self.num_actions, self.offset = tuple(obs_shape), num_actions, offset
+
+    def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
+        return super().preprocess(obs) - self.offset
+
+
+def fold_offset(policy: CentredFramesPolicy) -> CategoricalCNNPolicy:
+    """The plain network on the raw frames that computes what ``policy`` computes on the
+    centred ones: ``W (x - c) + b = W x + (b - c sum(W))`` in the first convolution."""
+    plain = CategoricalCNNPolicy(policy.obs_shape, policy.num_actions)
+    plain.load_state_dict(policy.state_dict())
+    with torch.no_grad():
+        first = plain.logits_net[0][0]
+        first.bias -= policy.offset * first.weight.sum(dim=(1, 2, 3))
+    return plain
+
+
+def state_dependence(policy: CategoricalCNNPolicy, frames: np.ndarray) -> dict[str, Any]:
+    """How much ``policy``'s action distribution depends on the frame, over ``frames``: the
+    mean KL from each frame's distribution to their average (the mutual information of frame
+    and action under these frames; 0: the same actions whatever the frame), the average's
+    action shares, and how many units of the hidden layer never fire on these frames."""
+    logps, hidden = [], []
+    conv, fc = policy.logits_net[0], policy.logits_net[1]
+    with torch.no_grad():
+        for start in range(0, len(frames), 1024):
+            x = torch.from_numpy(frames[start : start + 1024])
+            logps.append(policy.dist_params(x)[0])
+            hidden.append(fc(conv(policy.preprocess(x))) > 0)
+    logp = torch.cat(logps).double()
+    mean = logp.exp().mean(0)
+    kl = (logp.exp() * (logp - mean.log())).sum(-1).mean()
+    fired = torch.cat(hidden).any(0)
+    return {
+        "kl_to_mean": float(kl),
+        "action_shares": [round(float(p), 4) for p in mean],
+        "dead_hidden_units": int((~fired).sum()),
+        "hidden_units": int(fired.numel()),
+    }
 
 
 def _ale(env: Any) -> Any:
@@ -190,46 +258,77 @@ def _split(n: int, share: float, rng: np.random.Generator) -> tuple[np.ndarray, 
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 
-def run_imitation(cfg: ImitationConfig, log: Any = print) -> dict[str, Any]:
-    """The whole check (module docstring); returns the result to write."""
+def _fit_curve(
+    policy: CategoricalCNNPolicy,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    epochs: int,
+    cfg: ImitationConfig,
+    generator: torch.Generator,
+    optimizer: torch.optim.Optimizer,
+) -> tuple[float, list[float]]:
+    """``epochs`` epochs on ``data`` (train frames, labels, held-out frames, labels); the last
+    epoch's loss and the held-out accuracy after each epoch."""
+    x, y, hx, hy = data
+    loss, curve = math.nan, []
+    for _ in range(epochs):
+        loss = fit_epoch(policy, x, y, cfg.minibatch, generator, optimizer)
+        curve.append(accuracy(policy, hx, hy))
+    return loss, curve
+
+
+def _evaluated(row: dict[str, Any], ev: Mapping[str, float]) -> dict[str, Any]:
+    keys = ("eval_return_mean", "eval_episode_length_mean", "eval_sampled_return_mean",
+            "eval_sampled_return_std", "eval_sampled_episode_length_mean")  # fmt: skip
+    return {**row, **{k: ev[k] for k in keys}}
+
+
+def run_imitation(
+    cfg: ImitationConfig, measure: Sequence[Path] = (), log: Any = print
+) -> dict[str, Any]:
+    """The whole check (module docstring); ``measure``: run folders whose final policy's
+    :func:`state_dependence` is measured on the held-out frames. Returns the result to write."""
     start = time.perf_counter()
     torch.set_num_threads(1)
-    torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     env = make_env(ENV_ID)
-    policy = make_policy(env.observation_space, env.action_space, ())
-    assert isinstance(policy, CategoricalCNNPolicy)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
-    train_x: list[np.ndarray] = []
-    train_y: list[np.ndarray] = []
-    held_x: list[np.ndarray] = []
-    held_y: list[np.ndarray] = []
+    shape, actions = env.observation_space.shape, int(env.action_space.n)
+    offset = PONG_BACKGROUND / 255.0 if cfg.center_frames else 0.0
+    torch.manual_seed(cfg.seed)
+    learner = CentredFramesPolicy(shape, actions, offset)
+    raw = CategoricalCNNPolicy(shape, actions)
+    raw.load_state_dict(learner.state_dict())  # the same initialisation, raw frames
+    optimizer = torch.optim.Adam(learner.parameters(), lr=cfg.learning_rate)
+    parts: list[list[np.ndarray]] = [[], [], [], []]  # train x, y, held-out x, y
     rounds: list[dict[str, Any]] = []
+    curves: dict[str, list[float]] = {}
     evaluator = PolicyEvaluator(ENV_ID, cfg.eval_episodes, None)
-    first_curve: list[float] = []
     for r in range(cfg.rounds):
         if r == 0:
             frames, labels, games = collect(
                 env, cfg.steps_per_round, rng, random_share=cfg.teacher_random_share
             )
         else:
+            acting = fold_offset(learner)
             frames, labels, games = collect(
-                env, cfg.steps_per_round, rng, policy=policy, generator=generator
+                env, cfg.steps_per_round, rng, policy=acting, generator=generator
             )
         train, held = _split(len(frames), cfg.heldout_share, rng)
-        train_x.append(frames[train])
-        train_y.append(labels[train])
-        held_x.append(frames[held])
-        held_y.append(labels[held])
-        x, y = np.concatenate(train_x), np.concatenate(train_y)
-        hx, hy = np.concatenate(held_x), np.concatenate(held_y)
-        loss = math.nan
-        for _ in range(cfg.first_epochs if r == 0 else cfg.epochs):
-            loss = fit_epoch(policy, x, y, cfg.minibatch, generator, optimizer)
-            if r == 0:  # round 0's learning curve: how long the network sits at the prior
-                first_curve.append(accuracy(policy, hx, hy))
-        ev = evaluator(policy, r)
+        new = (frames[train], labels[train], frames[held], labels[held])
+        for part, array in zip(parts, new, strict=True):
+            part.append(array)
+        data = tuple(np.concatenate(part) for part in parts)
+        x, y, hx, hy = data
+        if r == 0 and cfg.raw_probe_epochs > 0:
+            raw_opt = torch.optim.Adam(raw.parameters(), lr=cfg.learning_rate)
+            raw_gen = torch.Generator().manual_seed(cfg.seed)
+            _, curves["raw"] = _fit_curve(raw, data, cfg.raw_probe_epochs, cfg, raw_gen, raw_opt)
+            generator.manual_seed(cfg.seed)  # the learner sees the same minibatch order
+        epochs = cfg.first_epochs if r == 0 else cfg.epochs
+        loss, curve = _fit_curve(learner, data, epochs, cfg, generator, optimizer)
+        if r == 0:
+            curves["centred" if cfg.center_frames else "learner"] = curve
+        policy = fold_offset(learner)
         row = {
             "round": r,
             "acting": "teacher" if r == 0 else "network (sampled)",
@@ -240,26 +339,34 @@ def run_imitation(cfg: ImitationConfig, log: Any = print) -> dict[str, Any]:
             "train_accuracy": accuracy(policy, x, y),
             "heldout_accuracy": accuracy(policy, hx, hy),
             "majority_share": float(max(np.mean(y == a) for a in (NOOP, UP, DOWN))),
-            "eval_return_mean": ev["eval_return_mean"],
-            "eval_episode_length_mean": ev["eval_episode_length_mean"],
-            "eval_sampled_return_mean": ev["eval_sampled_return_mean"],
-            "eval_sampled_return_std": ev["eval_sampled_return_std"],
-            "eval_sampled_episode_length_mean": ev["eval_sampled_episode_length_mean"],
             "wall_time_s": round(time.perf_counter() - start, 1),
         }
-        rounds.append(row)
+        rounds.append(_evaluated(row, evaluator(policy, r)))
         log(
             f"round {r}: heldout accuracy {row['heldout_accuracy']:.3f}, deterministic "
-            f"{row['eval_return_mean']:.1f}, sampled {row['eval_sampled_return_mean']:.1f} "
-            f"({row['wall_time_s']:.0f} s)"
+            f"{rounds[-1]['eval_return_mean']:.1f}, sampled "
+            f"{rounds[-1]['eval_sampled_return_mean']:.1f} ({row['wall_time_s']:.0f} s)"
         )
     evaluator.close()
     env.close()
+    held_frames = np.concatenate(parts[2])
+    torch.manual_seed(cfg.seed)
+    dependence = {
+        "untrained": state_dependence(CategoricalCNNPolicy(shape, actions), held_frames),
+        "imitation": state_dependence(fold_offset(learner), held_frames),
+    }
+    for folder in measure:
+        policy = load_policy(Path(folder) / POLICY_FILE)
+        if not isinstance(policy, CategoricalCNNPolicy):
+            raise ConfigError(f"{folder}: its policy is not the paper's Atari network")
+        dependence[str(folder)] = state_dependence(policy, held_frames)
     score, length = teacher_score()
+    majority = rounds[0]["majority_share"]
     return {
         "env": ENV_ID,
         "config": asdict(cfg),
-        "policy_parameters": sum(p.numel() for p in policy.parameters()),
+        "policy_parameters": sum(p.numel() for p in learner.parameters()),
+        "background": PONG_BACKGROUND,
         "teacher": {
             "offset": TRACKER_OFFSET,
             "deadband": TRACKER_DEADBAND,
@@ -267,9 +374,10 @@ def run_imitation(cfg: ImitationConfig, log: Any = print) -> dict[str, Any]:
             "episode_length": length,
         },
         "rounds": rounds,
-        "first_round_heldout_accuracy_by_epoch": first_curve,
-        "first_round_steps_per_epoch": math.ceil(len(train_x[0]) / cfg.minibatch),
-        "plateau_epochs": plateau_epochs(first_curve, rounds[0]["majority_share"]),
+        "first_round_heldout_accuracy_by_epoch": curves,
+        "first_round_steps_per_epoch": math.ceil(len(parts[0][0]) / cfg.minibatch),
+        "plateau_epochs": {k: plateau_epochs(c, majority) for k, c in curves.items()},
+        "state_dependence": dependence,
         "git_commit": git_commit(),
         "machine": machine_text(),
         "versions": package_versions(),
@@ -280,7 +388,16 @@ def run_imitation(cfg: ImitationConfig, log: Any = print) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    sizes = ("seed", "steps_per_round", "rounds", "first_epochs", "epochs", "eval_episodes")
+    parser.add_argument(
+        "--measure",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="RUN_FOLDER",
+        help="run folders of Pong runs whose final policy (policy.pt) is measured too",
+    )
+    sizes = ("seed", "steps_per_round", "rounds", "first_epochs", "epochs", "eval_episodes",
+             "raw_probe_epochs")  # fmt: skip
     defaults = ImitationConfig()
     for name in sizes:
         flag = "--" + name.replace("_", "-")
@@ -289,12 +406,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad = [
         f"--{n.replace('_', '-')} {getattr(args, n)}"
         for n in sizes[1:]
-        if getattr(args, n) < (0 if n == "epochs" else 1)
+        if getattr(args, n) < (0 if n in ("epochs", "raw_probe_epochs") else 1)
     ]
     if bad:
         parser.error(f"{', '.join(bad)}: --epochs must be at least 0, the other sizes at least 1")
+    missing = [str(f) for f in args.measure if not (f / POLICY_FILE).is_file()]
+    if missing:
+        parser.error(f"--measure: no {POLICY_FILE} in {', '.join(missing)}")
     cfg = ImitationConfig(**{n: getattr(args, n) for n in sizes})
-    write_json(args.out, run_imitation(cfg))
+    write_json(args.out, run_imitation(cfg, args.measure))
     return 0
 
 
