@@ -373,3 +373,32 @@ def test_value_baseline_methods_train_on_pong(method, tmp_path):
     progress = pd.read_csv(tmp_path / "run" / "progress.csv")
     assert summary["status"] == "completed"
     assert np.isfinite(progress["value_loss"]).all() and (progress["value_loss"] > 0).all()
+
+
+def test_the_frame_offset_reaches_both_networks_and_the_saved_policy(tmp_path):
+    """``atari_frame_offset`` is subtracted from the [0, 1] frames in the policy and in V(s);
+    the saved policy is rebuilt with it; at 0 (the paper's) a run is the run it was before the
+    key existed (committed runs stay adopted)."""
+    from trpo_bench.run.identity import identity_differences
+    from trpo_bench.run.learner import load_policy
+
+    offset = 87 / 255
+    cfg = build_config(
+        "Pong-v5",
+        "trpo-gae",
+        layers=[("t", {"iterations": 1, "steps_per_iter": 64, "num_envs": 2, "mlflow": False,
+                       "atari_frame_offset": offset, "vf_epochs": 1})],
+    )  # fmt: skip
+    train(cfg, tmp_path / "run", log=lambda _m: None)
+    policy = load_policy(tmp_path / "run" / "policy.pt")
+    assert isinstance(policy, CategoricalCNNPolicy) and policy.frame_offset == offset
+    frames = torch.full((3, 4, 52, 40), 87, dtype=torch.uint8)
+    assert float(policy.preprocess(frames).abs().max()) < 1e-6  # the background is 0
+    from trpo_bench.core.value import ValueFunction
+
+    vf = ValueFunction((4, 52, 40), [8], 1e-3, frame_offset=offset)
+    assert float(vf.net[0](frames).abs().max()) < 1e-6
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    old = {k: v for k, v in summary["config"].items() if k != "atari_frame_offset"}
+    assert identity_differences(summary["config"], old) == ["atari_frame_offset"]
+    assert identity_differences({**old, "atari_frame_offset": 0.0}, old) == []

@@ -137,7 +137,8 @@ LAYERS = [
         "trpo_bench.run.recorder",
     },
     {"trpo_bench.methods"},
-    {"trpo_bench.resolve", "trpo_bench.run.trainer", "trpo_bench.run"},
+    # the training loop, and checks of the pipeline that use what a run owns
+    {"trpo_bench.resolve", "trpo_bench.run.trainer", "trpo_bench.run", "trpo_bench.diagnostics"},
     {
         "trpo_bench.analysis",
         "trpo_bench.grid",

@@ -12,6 +12,7 @@ from trpo_bench.analysis.long_runs import (
     atari_claim,
     atari_section,
     budget_conclusion,
+    imitation_check,
 )
 
 LEVELS = [("random", -20.4), ("human", -3.0), ("paper's TRPO (single path)", 20.9)]
@@ -130,6 +131,105 @@ def test_one_seed_gives_no_interval_and_no_verdict(tmp_path):
     text = "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png"))
     assert "-19.9 (no interval below 2 seeds) over 1 seed against -16.3: **undecided**" in text
     assert "nan" not in text and "Undecided: the estimator" in text
+
+
+def _check(sampled: float, std: float, deterministic: float = 1.0, measured=()) -> dict:
+    """An imitation check's JSON (trpo_bench.diagnostics.pong_imitation) in brief."""
+    last = {"eval_sampled_return_mean": sampled, "eval_sampled_return_std": std,
+            "eval_return_mean": deterministic, "frames_trained": 72_000,
+            "heldout_accuracy": 0.84, "majority_share": 0.39}  # fmt: skip
+    dep = {"kl_to_mean": 0.4, "dead_hidden_units": 3, "hidden_units": 20}
+    return {
+        "config": {"eval_episodes": 10, "steps_per_round": 40_000, "learning_rate": 1e-3},
+        "rounds": [dict(last, eval_sampled_return_mean=-20.0), last],
+        "teacher": {"return": 11.0}, "policy_parameters": 33_458, "wall_time_s": 600.0,
+        "background": 87, "first_round_steps_per_epoch": 282,
+        "first_round_heldout_accuracy_by_epoch": {"raw": [0.39] * 30, "centred": [0.4] * 40},
+        "plateau_epochs": {"raw": None, "centred": 3},
+        "state_dependence": {"imitation": dep, "untrained": dict(dep, kl_to_mean=2e-6)},
+        "runs_measured": list(measured),
+    }  # fmt: skip
+
+
+def test_the_imitation_check_is_decided_on_its_last_rounds_sampled_episodes():
+    line = -16.27
+    # 10 episodes at std 3: half-width 1.96 * 3 / 3 = 1.96
+    held = imitation_check(_check(-9.8, 3.0), line)
+    assert held["verdict"] == "holds" and held["low"] == pytest.approx(-11.76)
+    assert imitation_check(_check(-15.0, 3.0), line)["verdict"] == "undecided"
+    assert imitation_check(_check(-19.0, 1.0), line)["verdict"] == "fails"
+
+
+def test_an_imitation_above_the_line_rules_out_the_frames_and_the_network(tmp_path):
+    runs, progress = _runs({SEC_8_2_METHOD: FLAT, PIPELINE_TEST: [-20.9, -20.6]})
+    text = "\n".join(
+        atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png", _check(-9.8, 3.0))
+    )
+    assert "scores 1 deterministic and -9.8 [-11.8, -7.8] sampled over 10 episodes" in text
+    assert (
+        "round 0 sat at the prior (always the commonest action, 0.39 of the frames) did not "
+        "leave it in 30 epochs, on the centred frames for 3 epochs (846 Adam steps at lr 0.001)"
+        in text
+    )
+    assert "What the runs' policies learned" not in text  # no run measured
+    assert "The data reject the frames and the paper's network as the limit" in text
+    assert "although the network can play the game from these frames" in text
+    assert "the frames, the paper's small network" not in text
+    failed = "\n".join(
+        atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png", _check(-20.0, 0.5))
+    )
+    assert "may be the limit" in failed and "the frames, the paper's small network" in failed
+
+
+def test_runs_whose_actions_ignore_the_frame_are_named(tmp_path):
+    runs, progress = _runs({SEC_8_2_METHOD: FLAT, PIPELINE_TEST: [-20.9, -20.6]})
+    ppo = {"run": "seed0", "method": "ppo", "seed": 0, "env_steps": 2_000_000,
+           "kl_to_mean": 3e-5, "dead_hidden_units": 14, "hidden_units": 20,
+           "action_shares": [0.0, 0.0, 0.24, 0.0, 0.09, 0.67]}  # fmt: skip
+    check = _check(-9.8, 3.0, measured=[ppo])
+    text = "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png", check))
+    assert "is 0.400 for the imitating network (3 of 20 hidden units never firing)" in text
+    assert (
+        "ppo seed 0 at 2M steps: 3.0e-05, 14 of 20 hidden units never firing, moving up "
+        "33%, down 67%, still 0%" in text
+    )
+    assert "they learned which moves to prefer, not when" in text
+    check = _check(-9.8, 3.0, measured=[ppo, dict(ppo, seed=1, kl_to_mean=0.1)])
+    text = "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png", check))
+    assert "Some of them act on the frame." in text and "prefer, not when" not in text
+
+
+def test_the_continued_runs_test_the_budget_on_the_same_seeds(tmp_path):
+    runs, progress = _runs({SEC_8_2_METHOD: FLAT, PIPELINE_TEST: [-20.9, -20.6]})
+    longer, longer_progress = _runs({PIPELINE_TEST: [-12.0, -10.0]})
+    longer["env_steps"] = 4_000_000
+    longer_progress["env_steps"] *= 2
+    args = (runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png")
+    text = "\n".join(atari_section(*args, longer=("config/x.yaml", longer, longer_progress)))
+    assert "continued from 2M to 4M env steps, 2 times the budget" in text
+    assert "seed 0: -20.9 -> -12.0; seed 1: -20.6 -> -10.0" in text
+    assert "The data support the budget" in text
+    longer["final_eval_sampled_return"] = [-20.8, -20.7]
+    text = "\n".join(atari_section(*args, longer=("config/x.yaml", longer, longer_progress)))
+    assert "2 times the budget does not lift ppo over the line" in text
+    assert "the paper's 50M is 12.5 times it" in text
+
+
+def test_the_frame_offset_is_tested_on_single_path_against_its_raw_frames(tmp_path):
+    runs, progress = _runs({SEC_8_2_METHOD: FLAT, PIPELINE_TEST: [-20.9, -20.6]})
+    CONFIGS["centred"] = dict(CONFIGS[SEC_8_2_METHOD], atari_frame_offset=87 / 255)
+    centred, centred_progress = _runs({"centred": [-9.0, -12.0, -10.5]})
+    for frame in (centred, centred_progress):
+        frame["variant"] = SEC_8_2_METHOD  # its own grid's single path
+    args = (runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png")
+    text = "\n".join(atari_section(*args, offset=("config/o.yaml", centred, centred_progress)))
+    assert "with `atari_frame_offset: 0.341`" in text
+    assert "-10.5 [" in text and "P(offset > raw frames) = 1.00" in text
+    assert "The data support the network's optimisation on the raw frames as the cause" in text
+    assert (tmp_path / "f.png").stat().st_size > 10_000
+    centred["final_eval_sampled_return"] = [-20.5, -20.3, -20.6]
+    text = "\n".join(atari_section(*args, offset=("config/o.yaml", centred, centred_progress)))
+    assert "Centring the frames does not lift single path over the line" in text
 
 
 def _budget(verdicts: dict[str, str]) -> str:

@@ -1,6 +1,8 @@
 """The imitation check of Pong's pipeline (trpo_bench.diagnostics.pong_imitation)."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -87,13 +89,13 @@ def test_the_centred_network_folds_into_the_plain_one_on_raw_frames():
     """Training on frames minus the background searches the plain network's own function
     class: folded, the first convolution's bias absorbs the offset (same numbers)."""
     torch.manual_seed(0)
-    centred = pi.CentredFramesPolicy((4, 52, 40), 6, pi.PONG_BACKGROUND / 255.0)
+    centred = CategoricalCNNPolicy((4, 52, 40), 6, frame_offset=pi.PONG_BACKGROUND / 255.0)
     with torch.no_grad():
         for p in centred.parameters():
             p.add_(0.1 * torch.randn_like(p))  # not the initial biases: a trained network
     frames = torch.randint(0, 256, (300, 4, 52, 40), dtype=torch.uint8)
-    plain = pi.fold_offset(centred)
-    assert type(plain) is CategoricalCNNPolicy
+    plain = pi.fold_offset(centred, (4, 52, 40))
+    assert plain.frame_offset == 0.0
     want, got = centred.dist_params(frames)[0], plain.dist_params(frames)[0]
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     unfolded = CategoricalCNNPolicy((4, 52, 40), 6)
@@ -148,7 +150,10 @@ def test_a_small_check_writes_its_result(tmp_path):
     train(cfg, run, log=lambda _m: None)
     args = ["--steps-per-round", "400", "--rounds", "2", "--first-epochs", "2", "--epochs", "1"]
     args += ["--eval-episodes", "2", "--raw-probe-epochs", "3", "--measure", str(run)]
-    assert pi.main(["--out", str(out), *args]) == 0
+    # as a user runs it (the docstring's and docs/reproduction/long.md's command)
+    module = ["-m", "trpo_bench.diagnostics.pong_imitation"]
+    done = subprocess.run([sys.executable, *module, "--out", str(out), *args], timeout=600)
+    assert done.returncode == 0
     result = json.loads(out.read_text())
     assert [r["round"] for r in result["rounds"]] == [0, 1]
     assert result["rounds"][1]["frames_trained"] > result["rounds"][0]["frames_trained"]
@@ -158,8 +163,10 @@ def test_a_small_check_writes_its_result(tmp_path):
     curves = result["first_round_heldout_accuracy_by_epoch"]
     assert len(curves["centred"]) == 2 and len(curves["raw"]) == 3
     assert set(result["plateau_epochs"]) == {"centred", "raw"}
-    assert set(result["state_dependence"]) == {"untrained", "imitation", str(run)}
-    assert result["state_dependence"][str(run)]["hidden_units"] == 20
+    assert set(result["state_dependence"]) == {"untrained", "imitation"}
+    (measured,) = result["runs_measured"]
+    assert measured["method"] == "trpo-single-path" and measured["env_steps"] == 800
+    assert measured["hidden_units"] == 20 and measured["kl_to_mean"] >= 0.0
     for r in result["rounds"]:
         assert 0.0 <= r["heldout_accuracy"] <= 1.0
         assert -21.0 <= r["eval_sampled_return_mean"] <= 21.0

@@ -287,6 +287,14 @@ class TrainConfig:
         min=0.0,
         max=1.0,
     )
+    atari_frame_offset: float = _f(
+        0.0,
+        "Atari: subtracted from the [0, 1] frames inside the policy's and the value's networks "
+        "(87/255 = 0.341 makes Pong's background 0). The same function class (a shift of the "
+        "first convolution's bias), another optimisation; 0, the paper's: none.",
+        min=0.0,
+        max=1.0,
+    )
     batch_chunk: int = _f(
         65536,
         "States per pass when the surrogate, its gradient and the line search run over the "

@@ -18,6 +18,7 @@ Everything is read from JSON and CSV files; nothing in them is executed.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +34,7 @@ from matplotlib.figure import Figure
 from trpo_bench.analysis import claims as claims_mod
 from trpo_bench.analysis.committed_runs import read_committed
 from trpo_bench.analysis.tables import bootstrap_ci, budget_text, markdown_table, reference_levels
+from trpo_bench.config import read_yaml_file
 from trpo_bench.envs.registry import env_spec
 from trpo_bench.grid import is_excluded
 
@@ -220,13 +222,30 @@ def _claim_text(claim: Mapping[str, Any]) -> str:
 def atari_section(
     runs: pd.DataFrame, progress: pd.DataFrame, env: str,
     levels: Sequence[tuple[str, float]], figure: Path,
+    check: Mapping[str, Any] | None = None,
+    longer: tuple[str, pd.DataFrame, pd.DataFrame] | None = None,
+    offset: tuple[str, pd.DataFrame, pd.DataFrame] | None = None,
 ) -> list[str]:  # fmt: skip
     """The page's lines for one Atari env (its figure saved to ``figure``): the table, the
     curves, the sec. 8.2 claim on single path and, where the grid ran :data:`ESTIMATOR_TEST`
     on the same batches, the advantage estimator tested as the reason single path does not
-    clear the line."""
+    clear the line; with ``check`` (the imitation check's result), whether the frames and the
+    network can play the game at all; with ``longer`` (a grid file, its runs and their
+    progress: :data:`PIPELINE_TEST`'s runs continued), the budget tested on them; with
+    ``offset`` (a grid file, its runs and their progress: single path with
+    ``atari_frame_offset``), the frame offset tested."""
     mine = runs[runs["env"] == env]
-    atari_figure(progress, env, levels).savefig(figure, dpi=120)
+    curves = progress
+    if longer is not None:
+        _, longer_runs, longer_progress = longer
+        longer_runs = longer_runs[longer_runs["env"] == env]
+        steps = float(longer_runs["env_steps"].mean())
+        label = f"{PIPELINE_TEST} continued to {steps / 1e6:g}M"
+        curves = pd.concat([curves, longer_progress.assign(variant=label)], ignore_index=True)
+    if offset is not None:
+        label = f"{SEC_8_2_METHOD}, frames centred"
+        curves = pd.concat([curves, offset[2].assign(variant=label)], ignore_index=True)
+    atari_figure(curves, env, levels).savefig(figure, dpi=120)
     random = next(v for label, v in levels if label.startswith("random"))
     trpo = max(v for label, v in levels if label.startswith("paper's TRPO"))
     score = "final_eval_sampled_return"
@@ -257,10 +276,27 @@ def atari_section(
         lines += ["", steps]
     if ESTIMATOR_TEST in claims and SEC_8_2_METHOD in claims:
         lines += ["", *estimator_test(mine, claims[ESTIMATOR_TEST])]
+    line = random + MARGIN_SHARE * (trpo - random)
+    imitation = imitation_check(check, line) if check is not None else None
+    if imitation is not None:
+        lines += ["", *imitation_text(check, imitation, line)]
     if PIPELINE_TEST in claims and SEC_8_2_METHOD in claims:
-        lines += ["", *pipeline_test(mine, claims[PIPELINE_TEST], claims.get(ESTIMATOR_TEST))]
+        lines += [
+            "",
+            *pipeline_test(mine, claims[PIPELINE_TEST], claims.get(ESTIMATOR_TEST), imitation),
+        ]
     elif ESTIMATOR_TEST in claims and claims[ESTIMATOR_TEST]["verdict"] == "fails":
         lines += ["The budget remains the untested explanation.", ""]
+    if longer is not None and PIPELINE_TEST in claims:
+        grid_file, longer_runs, _ = longer
+        longer_runs = longer_runs[longer_runs["env"] == env]
+        claim = atari_claim(longer_runs["final_eval_sampled_return"], random, trpo)
+        lines += ["", *longer_budget_text(longer_runs, mine, PIPELINE_TEST, claim, grid_file)]
+    if offset is not None and SEC_8_2_METHOD in claims:
+        grid_file, offset_runs, _ = offset
+        offset_runs = offset_runs[offset_runs["env"] == env]
+        claim = atari_claim(offset_runs["final_eval_sampled_return"], random, trpo)
+        lines += ["", *offset_test_text(offset_runs, mine, claim, grid_file)]
     return [*lines, ""]
 
 
@@ -327,13 +363,15 @@ def _setting(runs: pd.DataFrame, variant: str, key: str) -> Any:
 
 
 def pipeline_test(
-    runs: pd.DataFrame, ppo: Mapping[str, Any], gae: Mapping[str, Any] | None
-) -> list[str]:
+    runs: pd.DataFrame, ppo: Mapping[str, Any], gae: Mapping[str, Any] | None,
+    imitation: Mapping[str, Any] | None = None,
+) -> list[str]:  # fmt: skip
     """Can the pipeline (the frames, the paper's network, the resets every iteration) learn the
     game at this budget at all? :data:`PIPELINE_TEST` spends the same env steps on many
     first-order steps where single path takes few KL-bounded ones. P(it > single path) on the
-    final sampled evaluation and one sentence from ``ppo`` (its :func:`atari_claim`) and
-    ``gae`` (:data:`ESTIMATOR_TEST`'s, or None where it was not run)."""
+    final sampled evaluation and one sentence from ``ppo`` (its :func:`atari_claim`),
+    ``gae`` (:data:`ESTIMATOR_TEST`'s, or None where it was not run) and ``imitation``
+    (:func:`imitation_check`'s, or None where the check was not run)."""
     comparison, _ = _against_single_path(runs, PIPELINE_TEST)
     iters, batch = (_setting(runs, PIPELINE_TEST, k) for k in ("iterations", "steps_per_iter"))
     epochs, minibatch = (_setting(runs, PIPELINE_TEST, k) for k in ("ppo_epochs", "ppo_minibatch"))
@@ -358,14 +396,213 @@ def pipeline_test(
             )
         )
     elif ppo["verdict"] == "fails":
-        tail = (
-            f"Not even {PIPELINE_TEST}'s many steps clear the line at this budget: the budget, "
-            "the frames, the paper's small network and the resets every iteration (each env "
-            f"plays {int(batch) // int(_setting(runs, PIPELINE_TEST, 'num_envs'))} steps of a "
-            f"game per iteration in {PIPELINE_TEST}) remain candidates, none tested apart."
+        plays = int(batch) // int(_setting(runs, PIPELINE_TEST, "num_envs"))
+        resets = (
+            f"the resets every iteration (each env plays {plays} steps of a game per iteration "
+            f"in {PIPELINE_TEST})"
         )
+        if imitation is not None and imitation["verdict"] == "holds":
+            tail = (
+                f"Not even {PIPELINE_TEST}'s many steps clear the line at this budget, although "
+                "the network can play the game from these frames (imitation, above): the "
+                f"budget, {resets} and how far the network's optimisation is from a policy that "
+                "plays remain candidates, none tested apart here."
+            )
+        else:
+            tail = (
+                f"Not even {PIPELINE_TEST}'s many steps clear the line at this budget: the "
+                f"budget, the frames, the paper's small network and {resets} remain "
+                "candidates, none tested apart."
+            )
     else:
         tail = "Undecided: whether this pipeline learns the game at this budget is not settled."
+    return [f"{head} **{tail}**", ""]
+
+
+def imitation_check(check: Mapping[str, Any], line: float) -> dict[str, Any]:
+    """The imitation check's answer (:mod:`trpo_bench.diagnostics.pong_imitation`'s JSON): is
+    the imitating network's last round above the claim's ``line``? On the sampled evaluation
+    (the claim's yardstick) by a normal 95% interval of its episodes' mean: holds if the
+    interval lies above ``line``, fails if below, else undecided."""
+    last = check["rounds"][-1]
+    n = int(check["config"]["eval_episodes"])
+    mean, std = float(last["eval_sampled_return_mean"]), float(last["eval_sampled_return_std"])
+    half = 1.96 * std / math.sqrt(max(n - 1, 1))  # std is numpy's (ddof 0)
+    low, high = mean - half, mean + half
+    v = "holds" if low > line else "fails" if high < line else "undecided"
+    return {"mean": mean, "low": low, "high": high, "episodes": n, "verdict": v,
+            "deterministic": float(last["eval_return_mean"])}  # fmt: skip
+
+
+def _plateau_text(check: Mapping[str, Any]) -> str:
+    curves = check["first_round_heldout_accuracy_by_epoch"]
+    plateau = check["plateau_epochs"]
+    per_epoch, lr = int(check["first_round_steps_per_epoch"]), check["config"]["learning_rate"]
+
+    def one(key: str) -> str:
+        if plateau.get(key) is None:
+            return f"did not leave it in {len(curves[key])} epochs"
+        n = int(plateau[key])
+        return f"for {n} epochs ({n * per_epoch:,} Adam steps at lr {lr:g})"
+
+    text = (
+        f"It was fitted on the frames minus Pong's background ({check['background']} of 255), "
+        "the same function class as on the runs' frames (the offset folded into the first "
+        "convolution's bias)"
+    )
+    if "raw" in curves and "centred" in curves:
+        text += (
+            "; fitted from the same initialisation on the runs' frames themselves, round 0 "
+            "sat at the prior (always the commonest action, "
+            f"{check['rounds'][0]['majority_share']:.2f} of the frames) {one('raw')}, on "
+            f"the centred frames {one('centred')}"
+        )
+    return text + "."
+
+
+def imitation_text(check: Mapping[str, Any], result: Mapping[str, Any], line: float) -> list[str]:
+    """The page's paragraphs on the imitation check: whether the network can play the game
+    from these frames, and how much the runs' own policies' actions depend on the frame."""
+    rounds = check["rounds"]
+    last = rounds[-1]
+    head = (
+        "**Can the paper's network play Pong from these frames at all, tested by imitation** "
+        "(`python -m trpo_bench.diagnostics.pong_imitation`, "
+        f"{check['wall_time_s'] / 60:.0f} min on one core): a scripted player that reads the "
+        f"emulator's RAM (the ball's and its paddle's rows) scores {check['teacher']['return']:g} "
+        f"on the evaluation game; the paper's {check['policy_parameters']:,}-parameter network "
+        f"imitated it by DAgger ({len(rounds)} rounds of {check['config']['steps_per_round']:,} "
+        f"steps, {last['frames_trained']:,} labelled frames trained on) to a held-out accuracy "
+        f"of {last['heldout_accuracy']:.2f}, and scores {result['deterministic']:g} "
+        f"deterministic and {result['mean']:.1f} {_interval(result['low'], result['high'], 1)} "
+        f"sampled over {result['episodes']} episodes, against the line {line:.1f}. "
+        + _plateau_text(check)
+    )
+    if result["verdict"] == "holds":
+        tail = (
+            "The data reject the frames and the paper's network as the limit: a policy of this "
+            "network on these frames plays far above the line; what the runs lack is learning it."
+        )
+    elif result["verdict"] == "fails":
+        tail = (
+            "The imitating network stays below the line: the frames or the network may be the "
+            "limit, not tested apart here."
+        )
+    else:
+        tail = "Undecided: the imitating network is not clearly above or below the line."
+    lines = [f"{head} **{tail}**", ""]
+    measured = check.get("runs_measured", [])
+    if measured:
+        lines += [*state_dependence_text(check), ""]
+    return lines
+
+
+IGNORES_FRAME_SHARE = 0.01  # a policy "ignores the frame" below 1% of the imitation's KL
+
+
+def _moves(shares: Sequence[float]) -> str:
+    """Pong's actions: NOOP, FIRE, RIGHT (up), LEFT (down), RIGHTFIRE, LEFTFIRE."""
+    up, down = shares[2] + shares[4], shares[3] + shares[5]
+    return f"up {up:.0%}, down {down:.0%}, still {1 - up - down:.0%}"
+
+
+def state_dependence_text(check: Mapping[str, Any]) -> list[str]:
+    """How much the measured runs' final policies' actions depend on the frame, beside the
+    imitating and an untrained network, and one sentence on it."""
+    dep = check["state_dependence"]
+    imitation = float(dep["imitation"]["kl_to_mean"])
+    parts = []
+    for m in check["runs_measured"]:
+        name = f"{m.get('method', m['run'])} seed {m.get('seed', '?')}"
+        steps = f" at {m['env_steps'] / 1e6:g}M steps" if m.get("env_steps") else ""
+        parts.append(
+            f"{name}{steps}: {m['kl_to_mean']:.1e}, {m['dead_hidden_units']} of "
+            f"{m['hidden_units']} hidden units never firing, moving {_moves(m['action_shares'])}"
+        )
+    head = (
+        "**What the runs' policies learned**, measured on the same held-out frames: the mean "
+        "KL from each frame's action distribution to their average (0 for a policy that acts "
+        f"the same whatever the frame) is {imitation:.3f} for the imitating network "
+        f"({dep['imitation']['dead_hidden_units']} of {dep['imitation']['hidden_units']} hidden "
+        f"units never firing) and {float(dep['untrained']['kl_to_mean']):.1e} untrained; "
+        + "; ".join(parts)
+        + "."
+    )
+    kls = [float(m["kl_to_mean"]) for m in check["runs_measured"]]
+    if all(k < IGNORES_FRAME_SHARE * imitation for k in kls):
+        tail = (
+            "Their actions hardly depend on the frame (below "
+            f"{IGNORES_FRAME_SHARE:.0%} of the imitating network's): they learned which moves to "
+            "prefer, not when."
+        )
+    else:
+        tail = "Some of them act on the frame."
+    return [f"{head} **{tail}**"]
+
+
+def longer_budget_text(
+    longer: pd.DataFrame, runs: pd.DataFrame, variant: str, claim: Mapping[str, Any],
+    grid_file: str,
+) -> list[str]:  # fmt: skip
+    """The budget tested on ``variant``: its runs continued (``longer``, a grid of the same
+    runs with more iterations, ``grid_file``) against the same seeds at this grid's budget."""
+    seeds = sorted(set(longer["seed"]))
+    short = runs[(runs["variant"] == variant) & runs["seed"].isin(seeds)]
+    score = "final_eval_sampled_return"
+    steps, base_steps = float(longer["env_steps"].mean()), float(short["env_steps"].mean())
+    per_seed = "; ".join(
+        f"seed {s}: {float(short.loc[short['seed'] == s, score].iloc[0]):.1f} -> "
+        f"{float(longer.loc[longer['seed'] == s, score].iloc[0]):.1f}"
+        for s in seeds
+        if (short["seed"] == s).any()
+    )
+    head = (
+        f"**The budget, tested on {variant}** (`{grid_file}`: the same runs continued from "
+        f"{base_steps / 1e6:g}M to {steps / 1e6:g}M env steps, {steps / base_steps:g} times "
+        f"the budget): final sampled evaluation {per_seed}; at {steps / 1e6:g}M "
+        f"{_claim_text(claim)}."
+    )
+    if claim["verdict"] == "holds":
+        tail = (
+            f"The data support the budget: with {steps / base_steps:g} times the env steps "
+            f"{variant} clears the line."
+        )
+    elif claim["verdict"] == "fails":
+        tail = (
+            f"{steps / base_steps:g} times the budget does not lift {variant} over the line; "
+            "the budget is not supported at this scale (the paper's 50M is "
+            f"{50e6 / steps:g} times it)."
+        )
+    else:
+        tail = f"Undecided at {steps / 1e6:g}M: the budget is neither supported nor rejected."
+    return [f"{head} **{tail}**", ""]
+
+
+def offset_test_text(
+    offset_runs: pd.DataFrame, runs: pd.DataFrame, claim: Mapping[str, Any], grid_file: str
+) -> list[str]:
+    """The frame offset tested on :data:`SEC_8_2_METHOD`: its runs with ``atari_frame_offset``
+    (``offset_runs``, the grid ``grid_file``) against this grid's, same batches and steps."""
+    mine = offset_runs[offset_runs["variant"] == SEC_8_2_METHOD]
+    offset = float(_setting(mine, SEC_8_2_METHOD, "atari_frame_offset"))
+    x = mine["final_eval_sampled_return"].dropna().to_numpy()
+    y = runs.loc[runs["variant"] == SEC_8_2_METHOD, "final_eval_sampled_return"].dropna()
+    point, low, high, v = _better(x, y.to_numpy())
+    head = (
+        f"**The frame offset tested on {SEC_8_2_METHOD}** (`{grid_file}`: the same batches, "
+        f"steps and env steps, with `atari_frame_offset: {offset:.3f}`, Pong's background "
+        f"made 0 inside the network): {_claim_text(claim)}; P(offset > raw frames) = "
+        f"{point:.2f} {_interval(low, high, 2)}, {v}."
+    )
+    if claim["verdict"] == "holds":
+        tail = (
+            "The data support the network's optimisation on the raw frames as the cause: "
+            "centred, TRPO clears the line at this budget."
+        )
+    elif claim["verdict"] == "fails":
+        tail = "Centring the frames does not lift single path over the line at this budget."
+    else:
+        tail = "Undecided: the offset is neither supported nor rejected as the cause."
     return [f"{head} **{tail}**", ""]
 
 
@@ -446,6 +683,23 @@ def write_long_page(
             lines += [""]
         else:
             levels = reference_levels(reference, env)
-            lines += atari_section(runs, progress, env, levels, out.parent / f"long-{env}.png")
+            check_file = grid.get("pipeline_checks", {}).get(env)
+            check = json.loads(Path(check_file).read_text(encoding="utf-8")) if check_file else None
+            longer = None
+            if longer_file := grid.get("longer_runs", {}).get(env):
+                longer_runs, longer_progress = read_committed(
+                    read_yaml_file(longer_file)["committed_runs"]
+                )
+                if not longer_runs.empty:
+                    longer = (longer_file, longer_runs, longer_progress)
+            offset = None
+            if offset_file := grid.get("offset_runs", {}).get(env):
+                offset_runs, _ = read_committed(
+                    read_yaml_file(offset_file)["committed_runs"], False
+                )
+                if not offset_runs.empty:
+                    offset = (offset_file, offset_runs)
+            figure = out.parent / f"long-{env}.png"
+            lines += atari_section(runs, progress, env, levels, figure, check, longer, offset)
     out.write_text("\n".join(lines))
     return out

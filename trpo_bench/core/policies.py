@@ -260,9 +260,11 @@ def paper_conv(obs_shape: Sequence[int], channels: int = 16) -> tuple[nn.Sequent
     return conv, int(flat)
 
 
-def frames_to_unit(frames: Tensor) -> Tensor:
-    """uint8 frames (any layout) as floats in [0, 1]: what the paper's network sees."""
-    return frames.float() / 255.0
+def frames_to_unit(frames: Tensor, offset: float = 0.0) -> Tensor:
+    """uint8 frames (any layout) as floats in [0, 1], less ``offset`` (config key
+    ``atari_frame_offset``; 0, the paper's: nothing is subtracted): what the network sees."""
+    unit = frames.float() / 255.0
+    return unit - offset if offset else unit
 
 
 # Below this many frames a forward pass without gradients keeps the plain (NCHW) layout.
@@ -276,13 +278,21 @@ class CategoricalCNNPolicy(CategoricalMLPPolicy):
     Observations arrive as uint8 ``(frames, 52, 40)`` stacks and become floats in [0, 1] only
     here, inside the forward pass. Kernels are 4 x 4 and hidden activations ReLU (the paper
     does not give them); with 4 frames and 6 actions (Pong) that is 33,458 parameters, the
-    paper's "about 33,500".
+    paper's "about 33,500". ``frame_offset`` (config key ``atari_frame_offset``) is subtracted
+    from the [0, 1] frames before the first convolution: the same function class (a change of
+    that convolution's bias), a different optimisation.
     """
 
     def __init__(
-        self, obs_shape: Sequence[int], num_actions: int, channels: int = 16, hidden: int = 20
+        self,
+        obs_shape: Sequence[int],
+        num_actions: int,
+        channels: int = 16,
+        hidden: int = 20,
+        frame_offset: float = 0.0,
     ) -> None:
         Policy.__init__(self, obs_dim=0)
+        self.frame_offset = frame_offset
         conv, flat = paper_conv(obs_shape, channels)
         head = nn.Linear(hidden, num_actions)
         with torch.no_grad():
@@ -300,8 +310,8 @@ class CategoricalCNNPolicy(CategoricalMLPPolicy):
         # at 16 frames) and gives the same numbers up to float rounding: bit for bit on some
         # CPUs, within 2 units in the last place on an AVX2-only EPYC (tests/test_atari.py).
         if obs.shape[0] < CHANNELS_LAST_MIN_BATCH and not torch.is_grad_enabled():
-            return frames_to_unit(obs)
-        return frames_to_unit(obs.contiguous(memory_format=torch.channels_last))
+            return frames_to_unit(obs, self.frame_offset)
+        return frames_to_unit(obs.contiguous(memory_format=torch.channels_last), self.frame_offset)
 
 
 def make_policy(
@@ -310,12 +320,16 @@ def make_policy(
     hidden_sizes: Sequence[int],
     log_std_init: float = 0.0,
     normalize_observations: bool = False,
+    frame_offset: float = 0.0,
 ) -> Policy:
-    """The policy class that fits the spaces (:func:`~trpo_bench.core.policy_kind.policy_kind`)."""
+    """The policy class that fits the spaces (:func:`~trpo_bench.core.policy_kind.policy_kind`);
+    ``frame_offset`` applies to the CNN policy only."""
     kind = policy_kind(observation_space, action_space)
     obs_dim = int(math.prod(observation_space.shape))
     if kind == "cnn":
-        return CategoricalCNNPolicy(observation_space.shape, int(action_space.n))
+        return CategoricalCNNPolicy(
+            observation_space.shape, int(action_space.n), frame_offset=frame_offset
+        )
     if kind == "categorical":
         return CategoricalMLPPolicy(
             obs_dim, int(action_space.n), hidden_sizes, normalize_observations

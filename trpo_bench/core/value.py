@@ -19,10 +19,14 @@ FRAME_CHUNK = 4096
 
 
 class _Frames(nn.Module):
-    """uint8 frames to floats in [0, 1], as the CNN policy sees them."""
+    """uint8 frames to floats in [0, 1] less ``offset``, as the CNN policy sees them."""
+
+    def __init__(self, offset: float = 0.0) -> None:
+        super().__init__()
+        self.offset = offset
 
     def forward(self, obs: Tensor) -> Tensor:
-        return frames_to_unit(obs)
+        return frames_to_unit(obs, self.offset)
 
 
 class ValueFunction(nn.Module):
@@ -42,11 +46,13 @@ class ValueFunction(nn.Module):
         learning_rate: float,
         normalize_observations: bool = False,
         fused_adam: bool = False,
+        frame_offset: float = 0.0,
     ) -> None:
         """``fused_adam`` (config key ``vf_fused_adam``): torch's fused Adam kernel (one pass
         per step instead of a few ops per parameter; the same update up to float rounding), on
         in ``ppo``'s preset for its 320 minibatch steps per iteration; the other presets keep
-        the default implementation."""
+        the default implementation. ``frame_offset``: subtracted from the [0, 1] frames
+        (config key ``atari_frame_offset``), as the policy does."""
         super().__init__()
         shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
         self.obs_shape = shape
@@ -55,7 +61,7 @@ class ValueFunction(nn.Module):
             conv, flat = paper_conv(shape)
             head = mlp([flat, *hidden_sizes, 1], out_scale=1.0)
             self.obs_norm = None
-            self.net = nn.Sequential(_Frames(), conv, *head)
+            self.net = nn.Sequential(_Frames(frame_offset), conv, *head)
         else:
             obs_dim = math.prod(shape)
             self.obs_norm = RunningNorm(obs_dim) if normalize_observations else None

@@ -19,8 +19,9 @@ a good policy; what is then missing is the reinforcement learning.
    (always the commonest action) for a long and seed-dependent number of epochs; on the frames
    minus the background it leaves it within a few. The two are one function class: a network
    on ``x - c`` is the network on ``x`` with the first convolution's bias lowered by
-   ``c`` times the sum of its weights (:func:`fold_offset`), so the evaluated policy is a plain
-   :class:`~trpo_bench.core.policies.CategoricalCNNPolicy` on the runs' frames. Round 0 is
+   ``c`` times the sum of its weights (:func:`fold_offset`; the network's ``frame_offset``, config
+   key ``atari_frame_offset`` in the runs), so the evaluated policy is the runs' network with
+   no offset, on the runs' frames. Round 0 is
    also fitted on the raw frames from the same initialisation, for the record of how long
    that sits at the prior.
 4. **Evaluation** by the runs' own protocol (:class:`~trpo_bench.run.evaluation.PolicyEvaluator`:
@@ -36,6 +37,7 @@ one machine (one torch thread).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -51,12 +53,11 @@ from trpo_bench.core.policies import CategoricalCNNPolicy
 from trpo_bench.envs.registry import make_env
 from trpo_bench.run.atomic import write_json
 from trpo_bench.run.evaluation import EVAL_SEED, PolicyEvaluator
-from trpo_bench.run.files import POLICY_FILE
+from trpo_bench.run.files import POLICY_FILE, SUMMARY_FILE
 from trpo_bench.run.learner import load_policy
 from trpo_bench.run.provenance import git_commit, machine_text, package_versions
 
 __all__ = [
-    "CentredFramesPolicy",
     "ImitationConfig",
     "accuracy",
     "collect",
@@ -114,25 +115,16 @@ class ImitationConfig:
     eval_episodes: int = 10  # as the long grid's runs (config/long.yaml)
 
 
-class CentredFramesPolicy(CategoricalCNNPolicy):
-    """The paper's network reading the frames minus ``offset`` (in [0, 1] units)."""
-
-    def __init__(self, obs_shape: Sequence[int], num_actions: int, offset: float) -> None:
-        super().__init__(obs_shape, num_actions)
-        self.obs_shape, self.num_actions, self.offset = tuple(obs_shape), num_actions, offset
-
-    def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
-        return super().preprocess(obs) - self.offset
-
-
-def fold_offset(policy: CentredFramesPolicy) -> CategoricalCNNPolicy:
-    """The plain network on the raw frames that computes what ``policy`` computes on the
-    centred ones: ``W (x - c) + b = W x + (b - c sum(W))`` in the first convolution."""
-    plain = CategoricalCNNPolicy(policy.obs_shape, policy.num_actions)
+def fold_offset(policy: CategoricalCNNPolicy, obs_shape: Sequence[int]) -> CategoricalCNNPolicy:
+    """The network on the raw frames (``frame_offset`` 0) that computes what ``policy``
+    computes with its ``frame_offset`` c: ``W (x - c) + b = W x + (b - c sum(W))`` in the first
+    convolution."""
+    head = policy.logits_net[-1]
+    plain = CategoricalCNNPolicy(obs_shape, head.out_features)
     plain.load_state_dict(policy.state_dict())
     with torch.no_grad():
         first = plain.logits_net[0][0]
-        first.bias -= policy.offset * first.weight.sum(dim=(1, 2, 3))
+        first.bias -= policy.frame_offset * first.weight.sum(dim=(1, 2, 3))
     return plain
 
 
@@ -276,6 +268,16 @@ def _fit_curve(
     return loss, curve
 
 
+def _run_of(folder: Path) -> dict[str, Any]:
+    """Which run a measured folder holds (its summary.json, read as data), else its name."""
+    summary_file = folder / SUMMARY_FILE
+    if not summary_file.is_file():
+        return {"run": folder.name}
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    keys = ("env", "method", "seed", "env_steps", "iterations_done", "final_eval_sampled_return")
+    return {"run": folder.name, **{k: summary.get(k) for k in keys}}
+
+
 def _evaluated(row: dict[str, Any], ev: Mapping[str, float]) -> dict[str, Any]:
     keys = ("eval_return_mean", "eval_episode_length_mean", "eval_sampled_return_mean",
             "eval_sampled_return_std", "eval_sampled_episode_length_mean")  # fmt: skip
@@ -295,7 +297,7 @@ def run_imitation(
     shape, actions = env.observation_space.shape, int(env.action_space.n)
     offset = PONG_BACKGROUND / 255.0 if cfg.center_frames else 0.0
     torch.manual_seed(cfg.seed)
-    learner = CentredFramesPolicy(shape, actions, offset)
+    learner = CategoricalCNNPolicy(shape, actions, frame_offset=offset)
     raw = CategoricalCNNPolicy(shape, actions)
     raw.load_state_dict(learner.state_dict())  # the same initialisation, raw frames
     optimizer = torch.optim.Adam(learner.parameters(), lr=cfg.learning_rate)
@@ -309,7 +311,7 @@ def run_imitation(
                 env, cfg.steps_per_round, rng, random_share=cfg.teacher_random_share
             )
         else:
-            acting = fold_offset(learner)
+            acting = fold_offset(learner, shape)
             frames, labels, games = collect(
                 env, cfg.steps_per_round, rng, policy=acting, generator=generator
             )
@@ -328,7 +330,7 @@ def run_imitation(
         loss, curve = _fit_curve(learner, data, epochs, cfg, generator, optimizer)
         if r == 0:
             curves["centred" if cfg.center_frames else "learner"] = curve
-        policy = fold_offset(learner)
+        policy = fold_offset(learner, shape)
         row = {
             "round": r,
             "acting": "teacher" if r == 0 else "network (sampled)",
@@ -353,13 +355,14 @@ def run_imitation(
     torch.manual_seed(cfg.seed)
     dependence = {
         "untrained": state_dependence(CategoricalCNNPolicy(shape, actions), held_frames),
-        "imitation": state_dependence(fold_offset(learner), held_frames),
+        "imitation": state_dependence(fold_offset(learner, shape), held_frames),
     }
+    measured = []
     for folder in measure:
         policy = load_policy(Path(folder) / POLICY_FILE)
         if not isinstance(policy, CategoricalCNNPolicy):
             raise ConfigError(f"{folder}: its policy is not the paper's Atari network")
-        dependence[str(folder)] = state_dependence(policy, held_frames)
+        measured.append({**_run_of(Path(folder)), **state_dependence(policy, held_frames)})
     score, length = teacher_score()
     majority = rounds[0]["majority_share"]
     return {
@@ -378,6 +381,7 @@ def run_imitation(
         "first_round_steps_per_epoch": math.ceil(len(parts[0][0]) / cfg.minibatch),
         "plateau_epochs": {k: plateau_epochs(c, majority) for k, c in curves.items()},
         "state_dependence": dependence,
+        "runs_measured": measured,
         "git_commit": git_commit(),
         "machine": machine_text(),
         "versions": package_versions(),

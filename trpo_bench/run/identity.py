@@ -26,6 +26,12 @@ NOT_IDENTITY_KEYS = (
 )
 
 
+# Config keys added after runs were committed, each with the value that every run before it
+# ran with: a config without the key is the same run as one with it at that value (committed
+# runs stay adopted). A key's value other than this one is part of the identity as any key's.
+ADDED_KEYS: dict[str, Any] = {"atari_frame_offset": 0.0}
+
+
 def jsonable(x: Any) -> Any:
     """``x`` with non-finite floats as None, mappings' keys as strings and tuples as lists."""
     if isinstance(x, float) and not math.isfinite(x):
@@ -39,8 +45,12 @@ def jsonable(x: Any) -> Any:
 
 def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
     """What makes two runs the same run: the resolved config without :data:`NOT_IDENTITY_KEYS`
-    (as JSON would give it back)."""
-    kept = {k: v for k, v in config.items() if k not in NOT_IDENTITY_KEYS}
+    and without the :data:`ADDED_KEYS` at their old value (as JSON would give it back)."""
+    kept = {
+        k: v
+        for k, v in config.items()
+        if k not in NOT_IDENTITY_KEYS and not (k in ADDED_KEYS and v == ADDED_KEYS[k])
+    }
     return json.loads(json.dumps(jsonable(kept)))
 
 

@@ -63,6 +63,7 @@ def build_learner(cfg: TrainConfig, device: torch.device | None = None) -> Learn
             cfg.hidden_sizes,
             cfg.log_std_init,
             cfg.normalize_observations,
+            cfg.atari_frame_offset,
         )
         value_fn = None
         if cfg.baseline == "value":
@@ -72,6 +73,7 @@ def build_learner(cfg: TrainConfig, device: torch.device | None = None) -> Learn
                 cfg.vf_learning_rate,
                 cfg.normalize_observations,
                 fused_adam=cfg.vf_fused_adam,
+                frame_offset=cfg.atari_frame_offset,
             )
     if device.type != "cpu":  # on the CPU, the very same tensors as before the option existed
         policy.to(device)
@@ -88,6 +90,7 @@ def policy_artifact(cfg: TrainConfig, policy: Policy) -> dict[str, Any]:
         "hidden_sizes": cfg.hidden_sizes,
         "log_std_init": cfg.log_std_init,
         "normalize_observations": cfg.normalize_observations,
+        "frame_offset": cfg.atari_frame_offset,
         "state_dict": policy.state_dict(),
     }
 
@@ -108,6 +111,7 @@ def load_policy(path: Path) -> Policy:
         data["hidden_sizes"],
         data["log_std_init"],
         data["normalize_observations"],
+        float(data.get("frame_offset", 0.0)),  # policies saved before the key: 0
     )
     policy.load_state_dict(data["state_dict"])
     env.close()
