@@ -441,7 +441,7 @@ def _plateau_text(check: Mapping[str, Any]) -> str:
 
     def one(key: str) -> str:
         if plateau.get(key) is None:
-            return f"did not leave it in {len(curves[key])} epochs"
+            return f"throughout its {len(curves[key])} epochs"
         n = int(plateau[key])
         return f"for {n} epochs ({n * per_epoch:,} Adam steps at lr {lr:g})"
 
