@@ -1,6 +1,8 @@
 """The long runs' page (trpo_bench.analysis.long_runs): the Atari claim, its figure and the
 advantage estimator tested as the reason single path stays at random."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +15,7 @@ from trpo_bench.analysis.long_runs import (
     atari_section,
     budget_conclusion,
     imitation_check,
+    linked_runs,
 )
 
 LEVELS = [("random", -20.4), ("human", -3.0), ("paper's TRPO (single path)", 20.9)]
@@ -229,6 +232,29 @@ def test_the_frame_offset_is_tested_on_single_path_against_its_raw_frames(tmp_pa
     centred["final_eval_sampled_return"] = [-20.5, -20.3, -20.6]
     text = "\n".join(atari_section(*args, offset=("config/o.yaml", centred, centred_progress)))
     assert "Centring the frames does not lift single path over the line" in text
+
+
+def test_linked_grids_give_their_committed_runs_and_progress_on_the_env(tmp_path):
+    """A grid that ``longer_runs`` or ``offset_runs`` names: its committed runs on the env and
+    their progress, in the shape atari_section takes (the committed PPO runs at 4M here)."""
+    committed = Path(__file__).resolve().parents[1] / "docs/reproduction/long/pong-4m/runs"
+    linked = tmp_path / "linked.yaml"
+    linked.write_text(f"committed_runs: {committed}\n")
+    grid = {"offset_runs": {"Pong-v5": str(linked)}, "longer_runs": {"Pong-v5": str(linked)}}
+    for key in ("longer_runs", "offset_runs"):
+        grid_file, runs, progress = linked_runs(grid, key, "Pong-v5")
+        assert grid_file == str(linked) and sorted(runs["seed"]) == [0, 1]
+        assert set(progress["env"]) == {"Pong-v5"} and progress["env_steps"].max() == 4_000_000
+    assert linked_runs(grid, "offset_runs", "Swimmer-v5") is None  # names none for it
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(f"committed_runs: {tmp_path / 'nothing'}\n")
+    assert linked_runs({"offset_runs": {"Pong-v5": str(empty)}}, "offset_runs", "Pong-v5") is None
+    # what atari_section takes as ``longer``
+    mine, mine_progress = _runs({SEC_8_2_METHOD: FLAT, PIPELINE_TEST: [-20.9, -20.6]})
+    longer = linked_runs(grid, "longer_runs", "Pong-v5")
+    text = "\n".join(atari_section(mine, mine_progress, "Pong-v5", LEVELS, tmp_path / "f.png",
+                                   longer=longer))  # fmt: skip
+    assert "continued from 2M to 4M env steps" in text
 
 
 def _budget(verdicts: dict[str, str]) -> str:

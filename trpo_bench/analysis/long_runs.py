@@ -230,15 +230,14 @@ def atari_section(
     curves, the sec. 8.2 claim on single path and, where the grid ran :data:`ESTIMATOR_TEST`
     on the same batches, the advantage estimator tested as the reason single path does not
     clear the line; with ``check`` (the imitation check's result), whether the frames and the
-    network can play the game at all; with ``longer`` (a grid file, its runs and their
-    progress: :data:`PIPELINE_TEST`'s runs continued), the budget tested on them; with
-    ``offset`` (a grid file, its runs and their progress: single path with
-    ``atari_frame_offset``), the frame offset tested."""
+    network can play the game at all; with ``longer`` (a grid file, its runs on ``env`` and
+    their progress, :func:`linked_runs`: :data:`PIPELINE_TEST`'s runs continued), the budget
+    tested on them; with ``offset`` (the same for single path with ``atari_frame_offset``),
+    the frame offset tested."""
     mine = runs[runs["env"] == env]
     curves = progress
     if longer is not None:
         _, longer_runs, longer_progress = longer
-        longer_runs = longer_runs[longer_runs["env"] == env]
         steps = float(longer_runs["env_steps"].mean())
         label = f"{PIPELINE_TEST} continued to {steps / 1e6:g}M"
         curves = pd.concat([curves, longer_progress.assign(variant=label)], ignore_index=True)
@@ -289,12 +288,10 @@ def atari_section(
         lines += ["The budget remains the untested explanation.", ""]
     if longer is not None and PIPELINE_TEST in claims:
         grid_file, longer_runs, _ = longer
-        longer_runs = longer_runs[longer_runs["env"] == env]
         claim = atari_claim(longer_runs["final_eval_sampled_return"], random, trpo)
         lines += ["", *longer_budget_text(longer_runs, mine, PIPELINE_TEST, claim, grid_file)]
     if offset is not None and SEC_8_2_METHOD in claims:
         grid_file, offset_runs, _ = offset
-        offset_runs = offset_runs[offset_runs["env"] == env]
         claim = atari_claim(offset_runs["final_eval_sampled_return"], random, trpo)
         lines += ["", *offset_test_text(offset_runs, mine, claim, grid_file)]
     return [*lines, ""]
@@ -606,6 +603,21 @@ def offset_test_text(
     return [f"{head} **{tail}**", ""]
 
 
+def linked_runs(
+    grid: Mapping[str, Any], key: str, env: str
+) -> tuple[str, pd.DataFrame, pd.DataFrame] | None:
+    """The grid file that ``grid[key]`` names for ``env`` (``longer_runs``, ``offset_runs``),
+    with its committed runs on ``env`` and their progress; None where it names none or none
+    of its runs is committed yet."""
+    grid_file = grid.get(key, {}).get(env)
+    if not grid_file:
+        return None
+    runs, progress = read_committed(read_yaml_file(grid_file)["committed_runs"])
+    if runs.empty or not (runs["env"] == env).any():
+        return None
+    return grid_file, runs[runs["env"] == env], progress[progress["env"] == env]
+
+
 def write_long_page(
     grid: Mapping[str, Any], grid_file: str, short_runs: pd.DataFrame,
     reference: Mapping[str, Any], out: str | Path,
@@ -685,20 +697,8 @@ def write_long_page(
             levels = reference_levels(reference, env)
             check_file = grid.get("pipeline_checks", {}).get(env)
             check = json.loads(Path(check_file).read_text(encoding="utf-8")) if check_file else None
-            longer = None
-            if longer_file := grid.get("longer_runs", {}).get(env):
-                longer_runs, longer_progress = read_committed(
-                    read_yaml_file(longer_file)["committed_runs"]
-                )
-                if not longer_runs.empty:
-                    longer = (longer_file, longer_runs, longer_progress)
-            offset = None
-            if offset_file := grid.get("offset_runs", {}).get(env):
-                offset_runs, _ = read_committed(
-                    read_yaml_file(offset_file)["committed_runs"], False
-                )
-                if not offset_runs.empty:
-                    offset = (offset_file, offset_runs)
+            longer = linked_runs(grid, "longer_runs", env)
+            offset = linked_runs(grid, "offset_runs", env)
             figure = out.parent / f"long-{env}.png"
             lines += atari_section(runs, progress, env, levels, figure, check, longer, offset)
     out.write_text("\n".join(lines))
