@@ -52,7 +52,7 @@ from trpo_bench.config import ConfigError
 from trpo_bench.core.policies import CategoricalCNNPolicy
 from trpo_bench.envs.registry import make_env
 from trpo_bench.run.atomic import write_json
-from trpo_bench.run.evaluation import EVAL_SEED, PolicyEvaluator
+from trpo_bench.run.evaluation import EVAL_SEED, PolicyEvaluator, policy_actor
 from trpo_bench.run.files import POLICY_FILE, SUMMARY_FILE
 from trpo_bench.run.learner import load_policy
 from trpo_bench.run.provenance import git_commit, machine_text, package_versions
@@ -185,14 +185,13 @@ def collect(
     frames = np.empty((steps, *env.observation_space.shape), dtype=np.uint8)
     labels = np.empty(steps, dtype=np.int64)
     returns: list[float] = []
+    act = policy_actor(policy, False, generator) if policy is not None else None
     obs, _ = env.reset(seed=int(rng.integers(2**31)))
     total = 0.0
     for t in range(steps):
         frames[t], labels[t] = obs, tracker_action(_ale(env).getRAM())
-        if policy is not None:
-            with torch.no_grad():
-                dist = policy.dist_params(torch.from_numpy(obs[None]))
-            action = int(policy.sample(dist, generator)[0])
+        if act is not None:
+            action = int(act(obs[None])[0])
         elif rng.random() < random_share:
             action = int(rng.integers(env.action_space.n))
         else:
