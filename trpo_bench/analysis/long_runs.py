@@ -197,7 +197,7 @@ def atari_figure(progress: pd.DataFrame, env: str, levels: Sequence[tuple[str, f
         ax.set_title(
             f"{env}: {variant}, thin lines the training batches' return"
             if trained
-            else f"{env}: {variant} (no training return: no game ends within a batch)"
+            else f"{env}: {variant}\n(no training return: no game ends within a batch)"
         )
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper left", fontsize=7, frameon=False)
