@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from trpo_bench.analysis.long_runs import (
     ESTIMATOR_TEST,
@@ -207,12 +208,12 @@ def test_the_continued_runs_test_the_budget_on_the_same_seeds(tmp_path):
     longer["env_steps"] = 4_000_000
     longer_progress["env_steps"] *= 2
     args = (runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png")
-    text = "\n".join(atari_section(*args, longer=("config/x.yaml", longer, longer_progress)))
+    text = "\n".join(atari_section(*args, longer=[("config/x.yaml", longer, longer_progress)]))
     assert "continued from 2M to 4M env steps, 2 times the budget" in text
     assert "seed 0: -20.9 -> -12.0; seed 1: -20.6 -> -10.0" in text
     assert "The data support the budget" in text
     longer["final_eval_sampled_return"] = [-20.8, -20.7]
-    text = "\n".join(atari_section(*args, longer=("config/x.yaml", longer, longer_progress)))
+    text = "\n".join(atari_section(*args, longer=[("config/x.yaml", longer, longer_progress)]))
     assert "2 times the budget does not lift ppo over the line" in text
     assert "the paper's 50M is 12.5 times it" in text
 
@@ -240,21 +241,60 @@ def test_linked_grids_give_their_committed_runs_and_progress_on_the_env(tmp_path
     committed = Path(__file__).resolve().parents[1] / "docs/reproduction/long/pong-4m/runs"
     linked = tmp_path / "linked.yaml"
     linked.write_text(f"committed_runs: {committed}\n")
-    grid = {"offset_runs": {"Pong-v5": str(linked)}, "longer_runs": {"Pong-v5": str(linked)}}
-    for key in ("longer_runs", "offset_runs"):
-        grid_file, runs, progress = linked_runs(grid, key, "Pong-v5")
-        assert grid_file == str(linked) and sorted(runs["seed"]) == [0, 1]
-        assert set(progress["env"]) == {"Pong-v5"} and progress["env_steps"].max() == 4_000_000
-    assert linked_runs(grid, "offset_runs", "Swimmer-v5") is None  # names none for it
     empty = tmp_path / "empty.yaml"
     empty.write_text(f"committed_runs: {tmp_path / 'nothing'}\n")
-    assert linked_runs({"offset_runs": {"Pong-v5": str(empty)}}, "offset_runs", "Pong-v5") is None
+    grid = {"offset_runs": {"Pong-v5": str(linked)}, "longer_runs": {"Pong-v5": str(linked)}}
+    for key in ("longer_runs", "offset_runs"):
+        [(grid_file, runs, progress)] = linked_runs(grid, key, "Pong-v5")
+        assert grid_file == str(linked) and sorted(runs["seed"]) == [0, 1]
+        assert set(progress["env"]) == {"Pong-v5"} and progress["env_steps"].max() == 4_000_000
+    assert linked_runs(grid, "offset_runs", "Swimmer-v5") == []  # names none for it
+    assert linked_runs({"offset_runs": {"Pong-v5": str(empty)}}, "offset_runs", "Pong-v5") == []
+    # a list: each grid with committed runs, in the order named
+    listed = {"longer_runs": {"Pong-v5": [str(empty), str(linked), str(linked)]}}
+    assert [g for g, _, _ in linked_runs(listed, "longer_runs", "Pong-v5")] == [str(linked)] * 2
     # what atari_section takes as ``longer``
     mine, mine_progress = _runs({SEC_8_2_METHOD: FLAT, PIPELINE_TEST: [-20.9, -20.6]})
     longer = linked_runs(grid, "longer_runs", "Pong-v5")
     text = "\n".join(atari_section(mine, mine_progress, "Pong-v5", LEVELS, tmp_path / "f.png",
                                    longer=longer))  # fmt: skip
     assert "continued from 2M to 4M env steps" in text
+
+
+def test_a_continued_grid_of_one_seed_says_it_decides_nothing(tmp_path):
+    runs, progress = _runs({SEC_8_2_METHOD: FLAT, PIPELINE_TEST: [-20.9, -20.6]})
+    four, four_progress = _runs({PIPELINE_TEST: [-18.0, -20.0]})
+    four["env_steps"] = 4_000_000
+    six, six_progress = _runs({PIPELINE_TEST: [-12.0]})
+    six["env_steps"] = 6_000_000
+    longer = [("config/4m.yaml", four, four_progress), ("config/6m.yaml", six, six_progress)]
+    text = "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png",
+                                   longer=longer))  # fmt: skip
+    assert text.index("`config/4m.yaml`") < text.index("`config/6m.yaml`")
+    assert "from 2M to 6M env steps, 3 times the budget): final sampled evaluation seed 0: " \
+        "-20.9 -> -12.0; at 6M -12.0 (no interval below 2 seeds)" in text  # fmt: skip
+    assert "One seed gives no interval, so this decides nothing; it ends above the line at 6M." \
+        in text  # fmt: skip
+    assert "The data support the budget" not in text
+
+
+def test_the_grid_schema_takes_one_continued_grid_or_a_list_of_them():
+    from snakemake.utils import validate
+
+    from trpo_bench.grid import schema_error_message
+
+    root = Path(__file__).resolve().parents[1]
+    grid = yaml.safe_load((root / "config/long.yaml").read_text())
+    schema = str(root / "workflow/schemas/config.schema.yaml")
+    for good in ("config/a.yaml", ["config/a.yaml", "config/b.yaml"]):
+        validate({**grid, "longer_runs": {"Pong-v5": good}}, schema)
+    for bad in (3, [], ["a\x01.yaml"]):
+        with pytest.raises(Exception) as caught:
+            validate({**grid, "longer_runs": {"Pong-v5": bad}}, schema)
+        assert schema_error_message(caught.value) == (
+            f"key 'longer_runs.Pong-v5': {bad!r}: a grid file or a non-empty list of them "
+            "(a path holds no control characters)"
+        )
 
 
 def _budget(verdicts: dict[str, str]) -> str:

@@ -223,21 +223,20 @@ def atari_section(
     runs: pd.DataFrame, progress: pd.DataFrame, env: str,
     levels: Sequence[tuple[str, float]], figure: Path,
     check: Mapping[str, Any] | None = None,
-    longer: tuple[str, pd.DataFrame, pd.DataFrame] | None = None,
+    longer: Sequence[tuple[str, pd.DataFrame, pd.DataFrame]] = (),
     offset: tuple[str, pd.DataFrame, pd.DataFrame] | None = None,
 ) -> list[str]:  # fmt: skip
     """The page's lines for one Atari env (its figure saved to ``figure``): the table, the
     curves, the sec. 8.2 claim on single path and, where the grid ran :data:`ESTIMATOR_TEST`
     on the same batches, the advantage estimator tested as the reason single path does not
     clear the line; with ``check`` (the imitation check's result), whether the frames and the
-    network can play the game at all; with ``longer`` (a grid file, its runs on ``env`` and
-    their progress, :func:`linked_runs`: :data:`PIPELINE_TEST`'s runs continued), the budget
-    tested on them; with ``offset`` (the same for single path with ``atari_frame_offset``),
-    the frame offset tested."""
+    network can play the game at all; with ``longer`` (grids of :data:`PIPELINE_TEST`'s runs
+    continued, each a grid file, its runs on ``env`` and their progress, from
+    :func:`linked_runs`), the budget tested on each; with ``offset`` (the same for single path
+    with ``atari_frame_offset``), the frame offset tested."""
     mine = runs[runs["env"] == env]
     curves = progress
-    if longer is not None:
-        _, longer_runs, longer_progress = longer
+    for _, longer_runs, longer_progress in longer:
         steps = float(longer_runs["env_steps"].mean())
         label = f"{PIPELINE_TEST} continued to {steps / 1e6:g}M"
         curves = pd.concat([curves, longer_progress.assign(variant=label)], ignore_index=True)
@@ -286,8 +285,7 @@ def atari_section(
         ]
     elif ESTIMATOR_TEST in claims and claims[ESTIMATOR_TEST]["verdict"] == "fails":
         lines += ["The budget remains the untested explanation.", ""]
-    if longer is not None and PIPELINE_TEST in claims:
-        grid_file, longer_runs, _ = longer
+    for grid_file, longer_runs, _ in longer if PIPELINE_TEST in claims else ():
         claim = atari_claim(longer_runs["final_eval_sampled_return"], random, trpo)
         lines += ["", *longer_budget_text(longer_runs, mine, PIPELINE_TEST, claim, grid_file)]
     if offset is not None and SEC_8_2_METHOD in claims:
@@ -559,7 +557,13 @@ def longer_budget_text(
         f"the budget): final sampled evaluation {per_seed}; at {steps / 1e6:g}M "
         f"{_claim_text(claim)}."
     )
-    if claim["verdict"] == "holds":
+    if claim["seeds"] < 2:
+        above = claim["mean"] > claim["line"]
+        tail = (
+            f"One seed gives no interval, so this decides nothing; it ends "
+            f"{'above' if above else 'below'} the line at {steps / 1e6:g}M."
+        )
+    elif claim["verdict"] == "holds":
         tail = (
             f"The data support the budget: with {steps / base_steps:g} times the env steps "
             f"{variant} clears the line."
@@ -605,17 +609,17 @@ def offset_test_text(
 
 def linked_runs(
     grid: Mapping[str, Any], key: str, env: str
-) -> tuple[str, pd.DataFrame, pd.DataFrame] | None:
-    """The grid file that ``grid[key]`` names for ``env`` (``longer_runs``, ``offset_runs``),
-    with its committed runs on ``env`` and their progress; None where it names none or none
-    of its runs is committed yet."""
-    grid_file = grid.get(key, {}).get(env)
-    if not grid_file:
-        return None
-    runs, progress = read_committed(read_yaml_file(grid_file)["committed_runs"])
-    if runs.empty or not (runs["env"] == env).any():
-        return None
-    return grid_file, runs[runs["env"] == env], progress[progress["env"] == env]
+) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """Each grid file that ``grid[key]`` names for ``env`` (``longer_runs``, ``offset_runs``:
+    one file or a list), with its committed runs on ``env`` and their progress, in the
+    order named; a grid none of whose runs on ``env`` is committed yet is left out."""
+    named = grid.get(key, {}).get(env) or []
+    linked = []
+    for grid_file in [named] if isinstance(named, str) else named:
+        runs, progress = read_committed(read_yaml_file(grid_file)["committed_runs"])
+        if not runs.empty and (runs["env"] == env).any():
+            linked.append((grid_file, runs[runs["env"] == env], progress[progress["env"] == env]))
+    return linked
 
 
 def write_long_page(
@@ -698,7 +702,7 @@ def write_long_page(
             check_file = grid.get("pipeline_checks", {}).get(env)
             check = json.loads(Path(check_file).read_text(encoding="utf-8")) if check_file else None
             longer = linked_runs(grid, "longer_runs", env)
-            offset = linked_runs(grid, "offset_runs", env)
+            offset = next(iter(linked_runs(grid, "offset_runs", env)), None)
             figure = out.parent / f"long-{env}.png"
             lines += atari_section(runs, progress, env, levels, figure, check, longer, offset)
     out.write_text("\n".join(lines))
