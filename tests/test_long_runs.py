@@ -197,6 +197,14 @@ def test_runs_whose_actions_ignore_the_frame_are_named(tmp_path):
         "33%, down 67%, still 0%" in text
     )
     assert "they learned which moves to prefer, not when" in text
+    assert "(frames centred)" not in text and "on the centred frames)" not in text
+    centred = {**ppo, "method": SEC_8_2_METHOD, "atari_frame_offset": 87 / 255}
+    check = _check(-9.8, 3.0, measured=[centred])
+    check["state_dependence"]["untrained_centred"] = {**check["state_dependence"]["untrained"],
+                                                      "kl_to_mean": 4e-4}  # fmt: skip
+    text = "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png", check))
+    assert "2.0e-06 untrained (4.0e-04 with the same weights on the centred frames)" in text
+    assert f"{SEC_8_2_METHOD} seed 0 (frames centred) at 2M steps: 3.0e-05" in text
     check = _check(-9.8, 3.0, measured=[ppo, dict(ppo, seed=1, kl_to_mean=0.1)])
     text = "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png", check))
     assert "Some of them act on the frame." in text and "prefer, not when" not in text

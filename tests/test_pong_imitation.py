@@ -163,9 +163,13 @@ def test_a_small_check_writes_its_result(tmp_path):
     curves = result["first_round_heldout_accuracy_by_epoch"]
     assert len(curves["centred"]) == 2 and len(curves["raw"]) == 3
     assert set(result["plateau_epochs"]) == {"centred", "raw"}
-    assert set(result["state_dependence"]) == {"untrained", "imitation"}
+    dependence = result["state_dependence"]
+    assert set(dependence) == {"untrained", "untrained_centred", "imitation"}
+    # the same weights on other inputs: another distribution of actions over the frames
+    assert dependence["untrained_centred"]["kl_to_mean"] != dependence["untrained"]["kl_to_mean"]
     (measured,) = result["runs_measured"]
     assert measured["method"] == "trpo-single-path" and measured["env_steps"] == 800
+    assert measured["atari_frame_offset"] == 0.0
     assert measured["hidden_units"] == 20 and measured["kl_to_mean"] >= 0.0
     for r in result["rounds"]:
         assert 0.0 <= r["heldout_accuracy"] <= 1.0

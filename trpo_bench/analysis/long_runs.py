@@ -509,6 +509,7 @@ def state_dependence_text(check: Mapping[str, Any]) -> list[str]:
     parts = []
     for m in check["runs_measured"]:
         name = f"{m.get('method', m['run'])} seed {m.get('seed', '?')}"
+        name += " (frames centred)" if m.get("atari_frame_offset") else ""
         steps = f" at {m['env_steps'] / 1e6:g}M steps" if m.get("env_steps") else ""
         parts.append(
             f"{name}{steps}: {m['kl_to_mean']:.1e}, {m['dead_hidden_units']} of "
@@ -519,7 +520,14 @@ def state_dependence_text(check: Mapping[str, Any]) -> list[str]:
         "KL from each frame's action distribution to their average (0 for a policy that acts "
         f"the same whatever the frame) is {imitation:.3f} for the imitating network "
         f"({dep['imitation']['dead_hidden_units']} of {dep['imitation']['hidden_units']} hidden "
-        f"units never firing) and {float(dep['untrained']['kl_to_mean']):.1e} untrained; "
+        f"units never firing) and {float(dep['untrained']['kl_to_mean']):.1e} untrained"
+        + (
+            f" ({float(dep['untrained_centred']['kl_to_mean']):.1e} with the same weights on "
+            "the centred frames)"
+            if "untrained_centred" in dep
+            else ""
+        )
+        + "; "
         + "; ".join(parts)
         + "."
     )

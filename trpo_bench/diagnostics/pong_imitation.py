@@ -274,7 +274,8 @@ def _run_of(folder: Path) -> dict[str, Any]:
         return {"run": folder.name}
     summary = json.loads(summary_file.read_text(encoding="utf-8"))
     keys = ("env", "method", "seed", "env_steps", "iterations_done", "final_eval_sampled_return")
-    return {"run": folder.name, **{k: summary.get(k) for k in keys}}
+    offset = summary.get("config", {}).get("atari_frame_offset", 0.0)
+    return {"run": folder.name, **{k: summary.get(k) for k in keys}, "atari_frame_offset": offset}
 
 
 def _evaluated(row: dict[str, Any], ev: Mapping[str, float]) -> dict[str, Any]:
@@ -352,8 +353,12 @@ def run_imitation(
     env.close()
     held_frames = np.concatenate(parts[2])
     torch.manual_seed(cfg.seed)
+    untrained = CategoricalCNNPolicy(shape, actions)
+    centred = CategoricalCNNPolicy(shape, actions, frame_offset=PONG_BACKGROUND / 255.0)
+    centred.load_state_dict(untrained.state_dict())  # the same weights, the frames centred
     dependence = {
-        "untrained": state_dependence(CategoricalCNNPolicy(shape, actions), held_frames),
+        "untrained": state_dependence(untrained, held_frames),
+        "untrained_centred": state_dependence(centred, held_frames),
         "imitation": state_dependence(fold_offset(learner, shape), held_frames),
     }
     measured = []
