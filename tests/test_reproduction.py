@@ -101,6 +101,8 @@ def test_prose_reads_every_result_from_the_tables_and_lists_every_other_number()
         prose.render("{{runs mean E m ret}} ({{runs range E m ret-fwd}})", tables) == "2 (0 to 2)"
     )
     assert prose.render("{{runs mean E m ret fmt=.1f}}", tables) == "2.0"
+    # a grid linked to the long one (docs/reproduction/long/NAME/runs) reads the same way
+    assert prose.render("{{long/x range E m ret}}", {"long/x": runs}) == "1 to 3"
     with pytest.raises(ValueError, match="runs mean E x ret"):
         prose.render("{{runs mean E x ret}}", tables)  # no such rows: never a made-up number
     template = (

@@ -4,8 +4,9 @@ placeholder read from the tables, and a check that it types no other number unex
 A placeholder is ``{{TABLE STAT ARGS... [fmt=SPEC]}}``:
 
 * ``{{runs mean ENV VARIANT COLUMN}}`` (also ``min``, ``max``, ``range`` as "lo to hi", ``n``
-  the runs): over the rows of ``runs`` (and ``long``: the same columns) with that env and
-  variant; COLUMN may be a difference of two columns, ``a-b`` (per run);
+  the runs): over the rows of ``runs`` (and ``long``, the long grid's committed runs, and
+  ``long/NAME``, those under docs/reproduction/long/NAME/runs: the same columns) with that env
+  and variant; COLUMN may be a difference of two columns, ``a-b`` (per run);
 * ``{{comparisons p CLAIM SCOPE BETTER WORSE [yardstick=Y]}}`` (also ``ci`` as "[lo, hi]",
   ``verdict``, ``p_rank``, ``p_holm``), from claims_comparisons.csv (yardstick
   ``deterministic`` unless given); ``{{stability ...}}`` the same, from the reruns on other
@@ -78,7 +79,7 @@ def resolve(expr: str, tables: Mapping[str, pd.DataFrame]) -> str:
         raise ValueError(f"{{{{{expr}}}}}: no table {table!r} (have: {', '.join(tables)})")
     frame = tables[table]
     try:
-        if table in ("runs", "long"):
+        if table in ("runs", "long") or table.startswith("long/"):
             env, variant, column = args
             key = "variant" if "variant" in frame else "method"
             rows = frame[(frame["env"] == env) & (frame[key] == variant)]

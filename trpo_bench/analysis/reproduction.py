@@ -281,6 +281,8 @@ def render_discussion(out: Path, extra: Mapping[str, pd.DataFrame] | None = None
         tables["stability"] = pd.concat(reruns.values(), ignore_index=True)
     if (out / LONG_RUNS).is_dir():
         tables["long"] = read_committed(out / LONG_RUNS, progress=False)[0]
+    for linked in sorted((out / LONG_RUNS).parent.glob("*/runs")):  # the long grid's linked grids
+        tables[f"long/{linked.parent.name}"] = read_committed(linked, progress=False)[0]
     tables |= dict(extra or {})
     text = render(template.read_text(encoding="utf-8"), tables)
     note = (
