@@ -241,6 +241,7 @@ def test_the_frame_offset_is_tested_on_single_path_against_its_raw_frames(tmp_pa
     centred["final_eval_sampled_return"] = [-20.5, -20.3, -20.6]
     text = "\n".join(atari_section(*args, offset=("config/o.yaml", centred, centred_progress)))
     assert "Centring the frames does not lift single path over the line" in text
+    assert "below, runs test the raw frames' background apart, the rest untested." in text
 
 
 def test_linked_grids_give_their_committed_runs_and_progress_on_the_env(tmp_path):
@@ -284,6 +285,7 @@ def test_a_continued_grid_of_one_seed_says_it_decides_nothing(tmp_path):
     assert "One seed gives no interval, so this decides nothing; it ends above the line at 6M." \
         in text  # fmt: skip
     assert "The data support the budget" not in text
+    assert "below, runs test the budget apart, the rest untested." in text
 
 
 def test_the_grid_schema_takes_one_continued_grid_or_a_list_of_them():

@@ -278,10 +278,14 @@ def atari_section(
     imitation = imitation_check(check, line) if check is not None else None
     if imitation is not None:
         lines += ["", *imitation_text(check, imitation, line)]
+    tested = [*(["the budget"] if longer else []),
+              *(["the raw frames' background"] if offset is not None else [])]  # fmt: skip
     if PIPELINE_TEST in claims and SEC_8_2_METHOD in claims:
         lines += [
             "",
-            *pipeline_test(mine, claims[PIPELINE_TEST], claims.get(ESTIMATOR_TEST), imitation),
+            *pipeline_test(
+                mine, claims[PIPELINE_TEST], claims.get(ESTIMATOR_TEST), imitation, tested
+            ),
         ]
     elif ESTIMATOR_TEST in claims and claims[ESTIMATOR_TEST]["verdict"] == "fails":
         lines += ["The budget remains the untested explanation.", ""]
@@ -357,16 +361,23 @@ def _setting(runs: pd.DataFrame, variant: str, key: str) -> Any:
     return next(iter(values))
 
 
+def _tested_text(tested: Sequence[str], none: str) -> str:
+    return (
+        f"; below, runs test {' and '.join(tested)} apart, the rest untested." if tested else none
+    )
+
+
 def pipeline_test(
     runs: pd.DataFrame, ppo: Mapping[str, Any], gae: Mapping[str, Any] | None,
-    imitation: Mapping[str, Any] | None = None,
+    imitation: Mapping[str, Any] | None = None, tested: Sequence[str] = (),
 ) -> list[str]:  # fmt: skip
     """Can the pipeline (the frames, the paper's network, the resets every iteration) learn the
     game at this budget at all? :data:`PIPELINE_TEST` spends the same env steps on many
     first-order steps where single path takes few KL-bounded ones. P(it > single path) on the
     final sampled evaluation and one sentence from ``ppo`` (its :func:`atari_claim`),
     ``gae`` (:data:`ESTIMATOR_TEST`'s, or None where it was not run) and ``imitation``
-    (:func:`imitation_check`'s, or None where the check was not run)."""
+    (:func:`imitation_check`'s, or None where the check was not run); ``tested``: the
+    candidates that runs on the page test apart (their paragraphs follow this one)."""
     comparison, _ = _against_single_path(runs, PIPELINE_TEST)
     iters, batch = (_setting(runs, PIPELINE_TEST, k) for k in ("iterations", "steps_per_iter"))
     epochs, minibatch = (_setting(runs, PIPELINE_TEST, k) for k in ("ppo_epochs", "ppo_minibatch"))
@@ -401,13 +412,13 @@ def pipeline_test(
                 f"Not even {PIPELINE_TEST}'s many steps clear the line at this budget, although "
                 "the network can play the game from these frames (imitation, above): the "
                 f"budget, {resets} and how far the network's optimisation is from a policy that "
-                "plays remain candidates, none tested apart here."
+                "plays remain candidates" + _tested_text(tested, ", none tested apart here.")
             )
         else:
             tail = (
                 f"Not even {PIPELINE_TEST}'s many steps clear the line at this budget: the "
                 f"budget, the frames, the paper's small network and {resets} remain "
-                "candidates, none tested apart."
+                "candidates" + _tested_text(tested, ", none tested apart.")
             )
     else:
         tail = "Undecided: whether this pipeline learns the game at this budget is not settled."
