@@ -276,6 +276,7 @@ def test_a_continued_grid_of_one_seed_says_it_decides_nothing(tmp_path):
     four["env_steps"] = 4_000_000
     six, six_progress = _runs({PIPELINE_TEST: [-12.0]})
     six["env_steps"] = 6_000_000
+    six_progress["eval_sampled_return_mean"] = np.linspace(-20.0, -12.0, 10)  # every 200K
     longer = [("config/4m.yaml", four, four_progress), ("config/6m.yaml", six, six_progress)]
     text = "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png",
                                    longer=longer))  # fmt: skip
@@ -285,6 +286,8 @@ def test_a_continued_grid_of_one_seed_says_it_decides_nothing(tmp_path):
     assert "One seed gives no interval, so this decides nothing; it ends above the line at 6M." \
         in text  # fmt: skip
     assert "The data support the budget" not in text
+    assert "Its last 5 evaluations (from 1.2M) average -13.8 (from -15.6 to -12.0), above the " \
+        "line." in text  # fmt: skip
     assert "below, runs test the budget apart, the rest untested." in text
 
 

@@ -195,7 +195,7 @@ def atari_figure(progress: pd.DataFrame, env: str, levels: Sequence[tuple[str, f
         ax.set_ylabel("game score")
         trained = mine.loc[mine["variant"] == variant, "return_mean"].notna().any()
         ax.set_title(
-            f"{env}: {variant}, thin lines the training batches' return"
+            f"{env}: {variant}\n(thin lines: the training batches' return)"
             if trained
             else f"{env}: {variant}\n(no training return: no game ends within a batch)"
         )
@@ -289,9 +289,10 @@ def atari_section(
         ]
     elif ESTIMATOR_TEST in claims and claims[ESTIMATOR_TEST]["verdict"] == "fails":
         lines += ["The budget remains the untested explanation.", ""]
-    for grid_file, longer_runs, _ in longer if PIPELINE_TEST in claims else ():
+    for grid_file, longer_runs, longer_progress in longer if PIPELINE_TEST in claims else ():
         claim = atari_claim(longer_runs["final_eval_sampled_return"], random, trpo)
-        lines += ["", *longer_budget_text(longer_runs, mine, PIPELINE_TEST, claim, grid_file)]
+        lines += ["", *longer_budget_text(longer_runs, mine, PIPELINE_TEST, claim, grid_file,
+                                          longer_progress)]  # fmt: skip
     if offset is not None and SEC_8_2_METHOD in claims:
         grid_file, offset_runs, _ = offset
         claim = atari_claim(offset_runs["final_eval_sampled_return"], random, trpo)
@@ -554,12 +555,17 @@ def state_dependence_text(check: Mapping[str, Any]) -> list[str]:
     return [f"{head} **{tail}**"]
 
 
+LAST_EVALUATIONS = 5  # a one-seed continued run's evaluations averaged beside its final one
+
+
 def longer_budget_text(
     longer: pd.DataFrame, runs: pd.DataFrame, variant: str, claim: Mapping[str, Any],
-    grid_file: str,
+    grid_file: str, progress: pd.DataFrame | None = None,
 ) -> list[str]:  # fmt: skip
     """The budget tested on ``variant``: its runs continued (``longer``, a grid of the same
-    runs with more iterations, ``grid_file``) against the same seeds at this grid's budget."""
+    runs with more iterations, ``grid_file``) against the same seeds at this grid's budget;
+    for one seed, its last :data:`LAST_EVALUATIONS` sampled evaluations' mean from
+    ``progress`` beside the final one's (one evaluation is a noisy snapshot)."""
     seeds = sorted(set(longer["seed"]))
     short = runs[(runs["variant"] == variant) & runs["seed"].isin(seeds)]
     score = "final_eval_sampled_return"
@@ -582,6 +588,19 @@ def longer_budget_text(
             f"One seed gives no interval, so this decides nothing; it ends "
             f"{'above' if above else 'below'} the line at {steps / 1e6:g}M."
         )
+        evals = (
+            progress["eval_sampled_return_mean"].dropna()
+            if progress is not None
+            else pd.Series(dtype=float)
+        )
+        if len(evals) >= LAST_EVALUATIONS:
+            last = evals.iloc[-LAST_EVALUATIONS:]
+            tail += (
+                f" Its last {LAST_EVALUATIONS} evaluations (from "
+                f"{float(progress.loc[last.index[0], 'env_steps']) / 1e6:g}M) average "
+                f"{last.mean():.1f} (from {last.min():.1f} to {last.max():.1f}), "
+                f"{'above' if last.mean() > claim['line'] else 'below'} the line."
+            )
     elif claim["verdict"] == "holds":
         tail = (
             f"The data support the budget: with {steps / base_steps:g} times the env steps "
