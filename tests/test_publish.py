@@ -20,6 +20,7 @@ def test_publish_writes_trained_runs_and_leaves_adopted_and_unfinished_ones(tmp_
     _run(res, "E/a/seed0")
     _run(res, "E/a/seed1", adopted_from="/elsewhere/E/a/seed1")  # committed already
     _run(res, "E/a/seed2", status="interrupted")
+    _run(res, "E/a/mlartifacts/0123abcd/artifacts")  # MLflow's copy of a run's files
     assert publish_runs(res, dest) == ["E/a/seed0"]
     assert not (dest / "E/a/seed1").exists() and not (dest / "E/a/seed2").exists()
     progress = gzip.decompress((dest / "E/a/seed0/progress.csv.gz").read_bytes())

@@ -23,7 +23,7 @@ from typing import Any
 
 from trpo_bench.grid import Run, run_config
 from trpo_bench.run.atomic import atomic_write_bytes, write_json
-from trpo_bench.run.files import CHECKPOINT_FILE, PROGRESS_FILE, SUMMARY_FILE
+from trpo_bench.run.files import CHECKPOINT_FILE, MLFLOW_ARTIFACTS, PROGRESS_FILE, SUMMARY_FILE
 from trpo_bench.run.identity import identity_differences
 from trpo_bench.run.provenance import machine_text
 
@@ -52,11 +52,15 @@ def publish_runs(results: str | Path, dest: str | Path) -> list[str]:
     A summary that predates the ``machine`` field gets this machine's, with a note saying
     so (publish where the runs ran). Runs not completed are skipped, and so are adopted runs
     (``adopted_from``): they are committed already, and rewriting them would only record a
-    machine-local path in the committed summary."""
+    machine-local path in the committed summary. MLflow's copies of a run's files (a local
+    store's ``mlartifacts``, which `trpo-bench train --out results/runs/...` keeps beside the
+    run folder) are not runs and are skipped."""
     results, dest = Path(results), Path(dest)
     written = []
     for path in sorted((results / "runs").glob(f"**/{SUMMARY_FILE}")):
         folder = path.parent
+        if MLFLOW_ARTIFACTS in folder.relative_to(results / "runs").parts:
+            continue
         summary = _read_summary(folder)
         if summary is None or summary.get("status") != "completed":
             continue

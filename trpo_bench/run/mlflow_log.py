@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from trpo_bench.config import TrainConfig
+from trpo_bench.run.files import MLFLOW_ARTIFACTS
 from trpo_bench.run.messages import short_reason
 from trpo_bench.run.provenance import git_commit
 
@@ -136,7 +137,7 @@ def artifact_root_for(uri: str) -> str | None:
     """For a local sqlite store, keep artifacts beside the database (not in the cwd)."""
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///") :])
-        return (db.parent / "mlartifacts").resolve().as_uri()
+        return (db.parent / MLFLOW_ARTIFACTS).resolve().as_uri()
     return None
 
 
