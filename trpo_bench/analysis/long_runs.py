@@ -518,11 +518,13 @@ def state_dependence_text(check: Mapping[str, Any]) -> list[str]:
     imitating and an untrained network, and one sentence on it."""
     dep = check["state_dependence"]
     imitation = float(dep["imitation"]["kl_to_mean"])
-    parts = []
+    parts, acting = [], []
     for m in check["runs_measured"]:
         name = f"{m.get('method', m['run'])} seed {m.get('seed', '?')}"
         name += " (frames centred)" if m.get("atari_frame_offset") else ""
         steps = f" at {m['env_steps'] / 1e6:g}M steps" if m.get("env_steps") else ""
+        if float(m["kl_to_mean"]) >= IGNORES_FRAME_SHARE * imitation:
+            acting.append(f"{name}{steps}")
         parts.append(
             f"{name}{steps}: {m['kl_to_mean']:.1e}, {m['dead_hidden_units']} of "
             f"{m['hidden_units']} hidden units never firing, moving {_moves(m['action_shares'])}"
@@ -543,15 +545,21 @@ def state_dependence_text(check: Mapping[str, Any]) -> list[str]:
         + "; ".join(parts)
         + "."
     )
-    kls = [float(m["kl_to_mean"]) for m in check["runs_measured"]]
-    if all(k < IGNORES_FRAME_SHARE * imitation for k in kls):
+    if not acting:
         tail = (
             "Their actions hardly depend on the frame (below "
             f"{IGNORES_FRAME_SHARE:.0%} of the imitating network's): they learned which moves to "
             "prefer, not when."
         )
+    elif len(acting) == len(parts):
+        tail = "Each of them acts on the frame."
     else:
-        tail = "Some of them act on the frame."
+        tail = (
+            f"Only {' and '.join(acting)} {'acts' if len(acting) == 1 else 'act'} on the frame "
+            f"(at least {IGNORES_FRAME_SHARE:.0%} "
+            "of the imitating network's); the others' actions hardly depend on it: they "
+            "learned which moves to prefer, not when."
+        )
     return [f"{head} **{tail}**"]
 
 

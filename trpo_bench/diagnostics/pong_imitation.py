@@ -29,7 +29,7 @@ a good policy; what is then missing is the reinforcement learning.
    each policy's actions depend on the frame (:func:`state_dependence`), for the imitating
    network and, given ``--measure RUN_FOLDER``, for the runs' final policies.
 
-Run ``python -m trpo_bench.diagnostics.pong_imitation --out FILE`` (about 15 minutes on one core
+Run ``python -m trpo_bench.diagnostics.pong_imitation --out FILE`` (about 20 minutes on one core
 here); the JSON it writes is what docs/reproduction/long.md reports. Same seed, same numbers on
 one machine (one torch thread).
 """
