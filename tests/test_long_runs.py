@@ -17,6 +17,7 @@ from trpo_bench.analysis.long_runs import (
     budget_conclusion,
     imitation_check,
     linked_runs,
+    provenance_text,
 )
 
 LEVELS = [("random", -20.4), ("human", -3.0), ("paper's TRPO (single path)", 20.9)]
@@ -333,3 +334,12 @@ def test_the_budget_is_rejected_on_claim_1s_subject_the_trpo_methods():
     )
     assert _budget({**all_fail, "trpo-vine": "undecided"}).startswith("Undecided")
     assert _budget({**all_fail, "natural-gradient": "holds"}).startswith("The data support")
+
+
+def test_a_linked_grids_runs_say_which_commit_and_machine_ran_them():
+    runs = pd.DataFrame({"git_commit": ["abc", "abc", "def-dirty"], "machine": ["m", "m", "m"]})
+    assert provenance_text(runs) == (
+        "These runs: 2 at commit `abc` on m; 1 at commit `def-dirty` (a tree with uncommitted "
+        "changes) on m."
+    )
+    assert "not recorded" in provenance_text(pd.DataFrame({"seed": [0]}))

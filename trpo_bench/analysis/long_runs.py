@@ -291,12 +291,14 @@ def atari_section(
         lines += ["The budget remains the untested explanation.", ""]
     for grid_file, longer_runs, longer_progress in longer if PIPELINE_TEST in claims else ():
         claim = atari_claim(longer_runs["final_eval_sampled_return"], random, trpo)
-        lines += ["", *longer_budget_text(longer_runs, mine, PIPELINE_TEST, claim, grid_file,
-                                          longer_progress)]  # fmt: skip
+        budget = longer_budget_text(longer_runs, mine, PIPELINE_TEST, claim, grid_file,
+                                    longer_progress)  # fmt: skip
+        lines += ["", *budget, provenance_text(longer_runs), ""]
     if offset is not None and SEC_8_2_METHOD in claims:
         grid_file, offset_runs, _ = offset
         claim = atari_claim(offset_runs["final_eval_sampled_return"], random, trpo)
-        lines += ["", *offset_test_text(offset_runs, mine, claim, grid_file)]
+        lines += ["", *offset_test_text(offset_runs, mine, claim, grid_file),
+                  provenance_text(offset_runs), ""]  # fmt: skip
     return [*lines, ""]
 
 
@@ -360,6 +362,20 @@ def _setting(runs: pd.DataFrame, variant: str, key: str) -> Any:
     if len(values) != 1:
         raise ValueError(f"{variant}'s runs differ in {key}: {sorted(values)}")
     return next(iter(values))
+
+
+def provenance_text(runs: pd.DataFrame) -> str:
+    """Which commit and machine ran ``runs`` (a linked grid's), in one line."""
+    if not {"git_commit", "machine"} <= set(runs.columns):
+        return "Which commit and machine ran these runs: not recorded."
+    groups = runs.groupby(["git_commit", "machine"], sort=True).size()
+    parts = [
+        f"{n} at commit `{commit}`"
+        + (" (a tree with uncommitted changes)" if str(commit).endswith("-dirty") else "")
+        + f" on {machine}"
+        for (commit, machine), n in groups.items()
+    ]
+    return "These runs: " + "; ".join(parts) + "."
 
 
 def _tested_text(tested: Sequence[str], none: str) -> str:
