@@ -37,6 +37,7 @@ from trpo_bench.analysis.tables import bootstrap_ci, budget_text, markdown_table
 from trpo_bench.config import read_yaml_file
 from trpo_bench.envs.registry import env_spec
 from trpo_bench.grid import is_excluded
+from trpo_bench.run.provenance import is_dirty
 
 SEC_8_2_METHOD = "trpo-single-path"  # the paper's Atari method run here (vine if affordable)
 ESTIMATOR_TEST = "trpo-gae"  # single path's batches and step with GAE on a learned V(s)
@@ -364,16 +365,21 @@ def _setting(runs: pd.DataFrame, variant: str, key: str) -> Any:
     return next(iter(values))
 
 
+def provenance(runs: pd.DataFrame) -> pd.DataFrame:
+    """How many of ``runs`` each commit and machine ran (columns commit, machine, runs)."""
+    groups = runs.groupby(["git_commit", "machine"], sort=True).size()
+    return groups.reset_index(name="runs").rename(columns={"git_commit": "commit"})
+
+
 def provenance_text(runs: pd.DataFrame) -> str:
-    """Which commit and machine ran ``runs`` (a linked grid's), in one line."""
+    """:func:`provenance` of ``runs`` (a linked grid's) in one line."""
     if not {"git_commit", "machine"} <= set(runs.columns):
         return "Which commit and machine ran these runs: not recorded."
-    groups = runs.groupby(["git_commit", "machine"], sort=True).size()
     parts = [
-        f"{n} at commit `{commit}`"
-        + (" (a tree with uncommitted changes)" if str(commit).endswith("-dirty") else "")
-        + f" on {machine}"
-        for (commit, machine), n in groups.items()
+        f"{g.runs} at commit `{g.commit}`"
+        + (" (a tree with uncommitted changes)" if is_dirty(g.commit) else "")
+        + f" on {g.machine}"
+        for g in provenance(runs).itertuples()
     ]
     return "These runs: " + "; ".join(parts) + "."
 
@@ -612,11 +618,7 @@ def longer_budget_text(
             f"One seed gives no interval, so this decides nothing; it ends "
             f"{'above' if above else 'below'} the line at {steps / 1e6:g}M."
         )
-        evals = (
-            progress["eval_sampled_return_mean"].dropna()
-            if progress is not None
-            else pd.Series(dtype=float)
-        )
+        evals = [] if progress is None else progress["eval_sampled_return_mean"].dropna()
         if len(evals) >= LAST_EVALUATIONS:
             last = evals.iloc[-LAST_EVALUATIONS:]
             tail += (
@@ -703,11 +705,10 @@ def write_long_page(
     if runs.empty:
         out.write_text("\n".join([*lines, "No committed runs yet.", ""]))
         return out
-    provenance = runs.groupby(["git_commit", "machine"]).size().reset_index(name="runs")
     lines += [
         "Which commit and machine ran each run:",
         "",
-        markdown_table(provenance.rename(columns={"git_commit": "commit"})),
+        markdown_table(provenance(runs)),
         "",
     ]
     planned = {(e, m) for e in grid["envs"] for m in grid["methods"] if not is_excluded(grid, e, m)}

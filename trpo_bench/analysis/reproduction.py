@@ -29,7 +29,7 @@ from trpo_bench.analysis.prose import render
 from trpo_bench.analysis.seed_stability import FOLDER as STABILITY
 from trpo_bench.analysis.seed_stability import read_reruns, stability_section
 from trpo_bench.analysis.tables import budget_text, budgets, markdown_table
-from trpo_bench.run.provenance import git_commit, machine_text
+from trpo_bench.run.provenance import git_commit, is_dirty, machine_text
 
 DISCUSSION = "discussion.md"
 DISCUSSION_TEMPLATE = "discussion.template.md"
@@ -207,7 +207,7 @@ def _header_rows(
     commit_text = ", ".join(f"`{c}`" for c in commits) or "unknown"
     if len(commits) > 1:
         commit_text += " — **the runs come from more than one commit: not one experiment**"
-    if any(c.endswith("-dirty") for c in commits):
+    if any(is_dirty(c) for c in commits):
         commit_text += " — **run from a tree with uncommitted changes**"
     return {
         "commit of the runs": commit_text,

@@ -10,6 +10,14 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+DIRTY_MARK = "-dirty"  # git_commit's suffix: the tree had uncommitted changes
+
+
+def is_dirty(commit: str) -> bool:
+    """Whether a recorded :func:`git_commit` ran from a tree with uncommitted changes."""
+    return str(commit).endswith(DIRTY_MARK)
+
+
 PACKAGES = ("trpo-bench", "torch", "numpy", "gymnasium", "mujoco", "ale-py", "mlflow", "cma")
 
 
@@ -29,7 +37,7 @@ def git_commit() -> str:
         if head.returncode != 0:
             return "unknown"
         dirty = git("diff", "--quiet", "HEAD", "--").returncode == 1
-        return head.stdout.strip() + ("-dirty" if dirty else "")
+        return head.stdout.strip() + (DIRTY_MARK if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
