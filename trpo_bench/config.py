@@ -103,6 +103,12 @@ class TrainConfig:
     num_envs: int = _f(
         8, "Environments stepped together as a vector (one policy call per step).", min=1, max=4096
     )
+    continue_episodes: bool = _f(
+        False,
+        "Single-path sampling: each iteration's envs go on from where the last iteration's batch "
+        "cut them (episodes run across iterations, as Atari PPO implementations sample); false, "
+        "the paper's sec. 5.1: every iteration starts each env on a fresh seeded episode.",
+    )
 
     # The surrogate and its constraint (eq. 14, sec. 6).
     gamma: float = _f(0.99, "Discount factor.", min=0.0, max=1.0)

@@ -21,7 +21,7 @@ from typing import Any
 
 from trpo_bench.config import FIELDS, ConfigError, TrainConfig, apply_layer
 from trpo_bench.envs.registry import env_spec
-from trpo_bench.methods.registry import METHODS, check_method
+from trpo_bench.methods.registry import METHODS, check_method, check_method_config
 
 __all__ = ["build_config", "method_key_owners"]
 
@@ -93,6 +93,5 @@ def build_config(
         **{k: v for k, v in values.items() if k in FIELDS},
         method_options={k: values[k] for k in own},
     )
-    if spec.check_config is not None:
-        spec.check_config(cfg)
+    check_method_config(cfg)
     return cfg

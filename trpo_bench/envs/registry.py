@@ -326,6 +326,9 @@ class EnvVector:
         self.options = dict(options or {})
         self.envs = [make_env(env_id, self.options) for _ in range(num_envs)]
         self.companions: list[Any] = []  # vectors built for this one (vine's branch pool)
+        # The episodes the last batch cut, when they go on across iterations (the sampler's:
+        # trpo_bench.sampling.single_path.OpenEpisodes); None: each batch starts afresh.
+        self.open_episodes: Any = None
         self._mujoco = _mujoco_stepper(env_id, self.envs, self.options)
         self.observation_space = self.envs[0].observation_space
         self.action_space = self.envs[0].action_space

@@ -28,6 +28,11 @@ randomness (common random numbers).
 * **Atari** (ale-py): ``ale.cloneState(include_rng=True)`` / ``restoreState`` (the emulator with
   its sticky-action RNG: bit-exact, and a state's branches repeat the same sticky-action noise),
   plus the frame stack of ``trpo_bench.envs.atari.AtariPixels``.
+
+A snapshot also travels as data (:func:`snapshot_to_data`, :func:`snapshot_from_data`): numbers,
+strings, bytes and arrays only, so that a checkpoint holding the envs' states (episodes that run
+on across iterations, ``continue_episodes``) is read without running anything. The Atari
+emulator's state is its serialised bytes; the wrappers are named, not pickled.
 """
 
 from __future__ import annotations
@@ -78,6 +83,9 @@ class _Family(NamedTuple):
     matches: Callable[[gym.Env], bool]
     get: Callable[[gym.Env], Any]
     set: Callable[[gym.Env, Any], None]
+    # The simulator state as data (numbers, strings, bytes, arrays, containers) and back.
+    to_data: Callable[[Any], Any] = lambda sim: sim
+    from_data: Callable[[Any], Any] = lambda data: data
 
 
 def has_mujoco_state(env: gym.Env) -> bool:
@@ -108,6 +116,15 @@ def _mujoco_set(env: gym.Env, state: Any) -> None:
         mujoco.mj_setState(env.model, env.data, state, _MJ_STATE)
 
 
+def _mujoco_to_data(state: Any) -> Any:
+    if isinstance(state, mujoco.MjData):
+        raise TypeError(
+            "its MuJoCo state is a copy of the whole MjData (a task outside "
+            f"{', '.join(t.__name__ for t in STATE_READERS)}), which is not data"
+        )
+    return state
+
+
 def _cartpole_get(env: gym.Env) -> tuple[Any, Any]:
     return np.array(env.state, dtype=np.float64, copy=True), env.steps_beyond_terminated
 
@@ -132,6 +149,16 @@ def _atari_set(env: gym.Env, state: Any) -> None:
     env.ale.restoreState(state)
 
 
+def _atari_to_data(state: Any) -> bytes:
+    return state.serialize()
+
+
+def _atari_from_data(data: bytes) -> Any:
+    from ale_py import ALEState  # ale-py is imported where an Atari env exists
+
+    return ALEState(data)
+
+
 _FAMILIES: list[_Family] = [
     _Family(
         "custom",
@@ -139,9 +166,9 @@ _FAMILIES: list[_Family] = [
         lambda env: env.snapshot_state(),
         lambda env, sim: env.restore_state(sim),
     ),
-    _Family("mujoco", has_mujoco_state, _mujoco_get, _mujoco_set),
+    _Family("mujoco", has_mujoco_state, _mujoco_get, _mujoco_set, _mujoco_to_data),
     _Family("classic", lambda env: isinstance(env, CartPoleEnv), _cartpole_get, _cartpole_set),
-    _Family("atari", is_atari, _atari_get, _atari_set),
+    _Family("atari", is_atari, _atari_get, _atari_set, _atari_to_data, _atari_from_data),
 ]
 
 # Wrapper attributes that change what later steps return; wrappers listed with () keep none.
@@ -235,3 +262,36 @@ def restore(env: gym.Env, snap: EnvSnapshot) -> None:
             setattr(wrapper, attr, copy.copy(value))
     if snap.rng is not None:
         core.np_random.bit_generator.state = snap.rng
+
+
+def snapshot_to_data(snap: EnvSnapshot) -> dict[str, Any]:
+    """``snap`` as data only (see the module's docstring); :func:`snapshot_from_data` inverts
+    it. Raises TypeError naming what is not data (a whole-MjData MuJoCo snapshot)."""
+    family = next(f for f in _FAMILIES if f.name == snap.family)
+    return {
+        "family": snap.family,
+        "sim": family.to_data(snap.sim),
+        "wrappers": [[wtype.__name__, list(values)] for wtype, values in snap.wrappers],
+        "rng": snap.rng,
+    }
+
+
+def snapshot_from_data(data: dict[str, Any]) -> EnvSnapshot:
+    """The :class:`EnvSnapshot` that :func:`snapshot_to_data` wrote."""
+    families = {f.name: f for f in _FAMILIES}
+    wrapper_types = {t.__name__: t for t in _WRAPPER_STATE}
+    if data["family"] not in families:
+        raise TypeError(
+            f"snapshot of an unknown env family {data['family']!r} (known: {', '.join(families)})"
+        )
+    unknown = [name for name, _ in data["wrappers"] if name not in wrapper_types]
+    if unknown:
+        raise TypeError(
+            f"snapshot names unknown wrappers {unknown} (known: {', '.join(wrapper_types)})"
+        )
+    return EnvSnapshot(
+        data["family"],
+        families[data["family"]].from_data(data["sim"]),
+        tuple((wrapper_types[name], tuple(values)) for name, values in data["wrappers"]),
+        data["rng"],
+    )

@@ -226,6 +226,9 @@ class WorkerEnvVector:
         self.env_id = env_id
         self.options = dict(options or {})
         self.companions: list[Any] = []  # vectors built for this one (vine's branch pool)
+        # The episodes the last batch cut, when they go on across iterations (the sampler's:
+        # trpo_bench.sampling.single_path.OpenEpisodes); None: each batch starts afresh.
+        self.open_episodes: Any = None
         self._conns: dict[int, Connection] = {}
         self._procs: dict[int, Any] = {}
         self._local: _Slice | None = None

@@ -131,6 +131,12 @@ def check_method(name: str) -> None:
 
 def check_method_config(cfg: TrainConfig) -> None:
     """Raise a :class:`ConfigError` if ``cfg`` breaks a constraint of its method."""
+    if cfg.continue_episodes and METHODS[cfg.method].sampler is not sample_single_path:
+        allowed = [m.name for m in METHODS.values() if m.sampler is sample_single_path]
+        raise ConfigError(
+            f"config key 'continue_episodes': true is not allowed with {cfg.method} (its "
+            f"samples are not single paths; allowed with: {', '.join(allowed)})"
+        )
     check = METHODS[cfg.method].check_config
     if check is not None:
         check(cfg)

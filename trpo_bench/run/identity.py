@@ -29,7 +29,7 @@ NOT_IDENTITY_KEYS = (
 # Config keys added after runs were committed, each with the value that every run before it
 # ran with: a config without the key is the same run as one with it at that value (committed
 # runs stay adopted). A key's value other than this one is part of the identity as any key's.
-ADDED_KEYS: dict[str, Any] = {"atari_frame_offset": 0.0}
+ADDED_KEYS: dict[str, Any] = {"atari_frame_offset": 0.0, "continue_episodes": False}
 
 
 def jsonable(x: Any) -> Any:

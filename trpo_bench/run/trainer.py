@@ -29,7 +29,11 @@ from trpo_bench.run.mlflow_log import defer_signal
 from trpo_bench.run.progress import episode_stats
 from trpo_bench.run.recorder import RunRecorder, completed_summary
 from trpo_bench.run.timelimit import TimeLimit, TimeLimitReached
-from trpo_bench.sampling.single_path import iteration_seeds
+from trpo_bench.sampling.single_path import (
+    iteration_seeds,
+    open_episodes_state,
+    restore_open_episodes,
+)
 
 
 def iteration_generator(seed: int, iteration: int) -> torch.Generator:
@@ -243,9 +247,10 @@ def is_finite_policy(artifact: dict[str, Any] | None) -> bool:
 
 
 def learner_state(learner: Learner) -> dict[str, Any]:
-    """Everything a gradient method needs to resume exactly. Env states need no saving: each
-    iteration starts from fresh episodes seeded by (seed, iteration), see
-    ``sampling.iteration_seeds``, and every other random draw is seeded the same way."""
+    """Everything a gradient method needs to resume exactly. Env states need no saving when
+    each iteration starts from fresh episodes seeded by (seed, iteration), see
+    ``sampling.iteration_seeds`` (every other random draw is seeded the same way); with
+    ``continue_episodes`` the open episodes are saved, env states included."""
     value_fn = learner.value_fn
     optimizer = learner.policy.optimizer
     return {
@@ -255,6 +260,7 @@ def learner_state(learner: Learner) -> dict[str, Any]:
         "value_optimizer": value_fn.optimizer.state_dict() if value_fn else None,
         "policy_alignment": parameter_alignment(learner.policy),
         "value_alignment": parameter_alignment(value_fn) if value_fn else None,
+        "open_episodes": open_episodes_state(learner.envs),
     }
 
 
@@ -267,6 +273,8 @@ def restore_learner(learner: Learner, state: dict[str, Any], cfg: TrainConfig) -
         learner.value_fn.load_state_dict(state["value_fn"])
         realign_parameters(learner.value_fn, state.get("value_alignment"))
         learner.value_fn.optimizer.load_state_dict(state["value_optimizer"])
+    if state.get("open_episodes") is not None:
+        restore_open_episodes(learner.envs, state["open_episodes"])
 
 
 # Byte alignment that CPU kernels are sensitive to (AVX-512 vectors, cache lines).

@@ -3,7 +3,10 @@
 Single path (sec. 5.1): every iteration resets each env (seeded from the run's seed and the
 iteration), runs the current policy pi_old over whole episodes, and stops after exactly
 ``steps_per_iter`` env steps. Q-hat is the discounted return-to-go along the path and the
-sampling distribution is q = pi_old.
+sampling distribution is q = pi_old. With ``continue_episodes`` only the first iteration resets:
+each later one goes on from the states the last batch was cut in (:class:`OpenEpisodes`, kept
+with the env vector and in the checkpoint), as Atari PPO implementations sample; a batch then
+holds the middles and ends of games, not only their first ``steps_per_iter / num_envs`` steps.
 
 How episode ends are treated (see :mod:`trpo_bench.core.estimators`):
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +40,18 @@ from trpo_bench.core.estimators import (
 from trpo_bench.core.optim import flat_grad
 from trpo_bench.core.policies import DistParams, Policy, select_states
 from trpo_bench.core.value import ValueFunction
+from trpo_bench.envs.restore import snapshot_from_data, snapshot_to_data
 from trpo_bench.envs.workers import AnyEnvVector
+
+
+@dataclass
+class OpenEpisodes:
+    """The episodes a batch was cut in, carried to the next iteration (``continue_episodes``):
+    each env's return and length so far. The envs' states are the env vector's own (its
+    observations ``envs.obs``); :func:`open_episodes_state` saves both for a checkpoint."""
+
+    returns: np.ndarray  # [N] float64
+    lengths: np.ndarray  # [N] int64
 
 
 @dataclass
@@ -55,6 +70,7 @@ class Rollout:
     # pi_old's distribution as sampled from (pixel observations only): per-state parameters
     # ``[T, N, ...]``, a state-independent one (a Gaussian's log-std) as it was.
     dist: DistParams | None = None
+    cut: OpenEpisodes | None = None  # the episodes the batch ended in (continue_episodes)
 
     @property
     def env_steps(self) -> int:
@@ -97,11 +113,14 @@ def collect_paths(
     generator: torch.Generator,
     before_step: Callable[[int], None] | None = None,
     clip_rewards: bool = False,
+    carry: OpenEpisodes | None = None,
 ) -> Rollout:
     """Run ``policy`` on all envs from fresh, seeded episodes for exactly ``steps`` env steps.
 
     One policy call per vector step (all envs at once); envs that end an episode are reset at
-    once and go on. The last row steps only as many envs as the budget leaves.
+    once and go on. The last row steps only as many envs as the budget leaves. With ``carry``
+    (the episodes the last batch was cut in) the envs are not reset: they go on from where they
+    are, ``env_seeds`` unused; the rollout's ``cut`` is the next batch's ``carry``.
     ``before_step(n)``, if given, is called before each vector step with the number of envs
     about to step (vine snapshots the trunk's states there). ``clip_rewards`` trains on
     sign(r); the episode returns reported are always the raw rewards' sums.
@@ -123,13 +142,16 @@ def collect_paths(
     terminated = np.zeros((horizon, n_envs), dtype=bool)
     truncated = np.zeros((horizon, n_envs), dtype=bool)
     final_obs: dict[tuple[int, int], np.ndarray] = {}
-    ep_return = np.zeros(n_envs)
-    ep_length = np.zeros(n_envs, dtype=np.int64)
     episode_returns: list[float] = []
     episode_lengths: list[int] = []
     dist_buf: list[Tensor] = []
 
-    obs = envs.reset(env_seeds)
+    if carry is None:
+        obs = envs.reset(env_seeds)
+        ep_return = np.zeros(n_envs)
+        ep_length = np.zeros(n_envs, dtype=np.int64)
+    else:
+        obs, ep_return, ep_length = envs.obs, carry.returns.copy(), carry.lengths.copy()
     device = policy.device  # the envs step on the CPU; the policy runs where its weights are
     with torch.no_grad():
         for t in range(horizon):
@@ -180,6 +202,7 @@ def collect_paths(
         episode_returns,
         episode_lengths,
         tuple(dist_buf) if dist_buf else None,
+        OpenEpisodes(ep_return, ep_length),
     )
 
 
@@ -293,9 +316,18 @@ def sample_single_path(
     """Single path (sec. 5.1): collect paths, estimate advantages, fit V, build eq. 14 (with
     a value baseline, the value targets are the objective's ``returns``)."""
     env_seeds, _ = iteration_seeds(cfg.seed, iteration, envs.num_envs)
+    carry = envs.open_episodes if cfg.continue_episodes else None
     rollout = collect_paths(
-        envs, policy, cfg.steps_per_iter, env_seeds, generator, clip_rewards=cfg.clip_rewards
+        envs,
+        policy,
+        cfg.steps_per_iter,
+        env_seeds,
+        generator,
+        clip_rewards=cfg.clip_rewards,
+        carry=carry,
     )
+    if cfg.continue_episodes:
+        envs.open_episodes = rollout.cut
     adv, targets = estimate_advantages(rollout, cfg, value_fn)
     flat = rollout.flat
     device = policy.device
@@ -328,3 +360,25 @@ def sample_single_path(
     return Batch(
         objective, rollout.env_steps, rollout.episode_returns, rollout.episode_lengths, obs, extra
     )
+
+
+def open_episodes_state(envs: AnyEnvVector) -> dict[str, Any] | None:
+    """The envs' open episodes as checkpoint data (their full states, observations, returns and
+    lengths so far), or None if the envs start each iteration afresh."""
+    carry = envs.open_episodes
+    if carry is None:
+        return None
+    snaps = envs.snapshot(range(envs.num_envs))
+    return {
+        "returns": carry.returns.copy(),
+        "lengths": carry.lengths.copy(),
+        "obs": envs.obs.copy(),
+        "envs": [snapshot_to_data(s) for s in snaps],
+    }
+
+
+def restore_open_episodes(envs: AnyEnvVector, state: dict[str, Any]) -> None:
+    """Put the envs back into the open episodes :func:`open_episodes_state` saved."""
+    envs.restore(range(envs.num_envs), [snapshot_from_data(d) for d in state["envs"]])
+    envs.obs[:] = state["obs"]
+    envs.open_episodes = OpenEpisodes(state["returns"].copy(), state["lengths"].copy())
