@@ -249,6 +249,27 @@ def test_the_frame_offset_is_tested_on_single_path_against_its_raw_frames(tmp_pa
     assert "below, runs test the raw frames' background apart, the rest untested." in text
 
 
+def test_the_resets_are_tested_on_ppo_against_its_runs_with_resets(tmp_path):
+    runs, progress = _runs({SEC_8_2_METHOD: FLAT, PIPELINE_TEST: [-20.9, -20.6]})
+    CONFIGS["carried"] = dict(CONFIGS[PIPELINE_TEST], continue_episodes=True)
+    carried, carried_progress = _runs({"carried": [-9.0, -12.0]})
+    for frame in (carried, carried_progress):
+        frame["variant"] = PIPELINE_TEST  # its own grid's ppo
+    carried_progress["episode_length_mean"] = 850.0
+    args = (runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png")
+    text = "\n".join(atari_section(*args, carried=("config/c.yaml", carried, carried_progress)))
+    assert "every env plays only the first 250 steps of a game per iteration" in text  # 4000/16
+    assert "its games in training last 850 steps on average" in text
+    assert "seed 0: -20.9 -> -9.0; seed 1: -20.6 -> -12.0" in text
+    assert "-10.5 [" in text and "P(carried over > resets) = 1.00" in text
+    assert "The data support the resets as what holds it back" in text
+    assert "with the resets it does not." in text
+    assert "below, runs test the resets every iteration apart, the rest untested." in text
+    carried["final_eval_sampled_return"] = [-20.8, -20.95]
+    text = "\n".join(atari_section(*args, carried=("config/c.yaml", carried, carried_progress)))
+    assert "the resets are rejected as what holds it at random here" in text
+
+
 def test_linked_grids_give_their_committed_runs_and_progress_on_the_env(tmp_path):
     """A grid that ``longer_runs`` or ``offset_runs`` names: its committed runs on the env and
     their progress, in the shape atari_section takes (the committed PPO runs at 4M here)."""

@@ -226,6 +226,7 @@ def atari_section(
     check: Mapping[str, Any] | None = None,
     longer: Sequence[tuple[str, pd.DataFrame, pd.DataFrame]] = (),
     offset: tuple[str, pd.DataFrame, pd.DataFrame] | None = None,
+    carried: tuple[str, pd.DataFrame, pd.DataFrame] | None = None,
 ) -> list[str]:  # fmt: skip
     """The page's lines for one Atari env (its figure saved to ``figure``): the table, the
     curves, the sec. 8.2 claim on single path and, where the grid ran :data:`ESTIMATOR_TEST`
@@ -234,7 +235,8 @@ def atari_section(
     network can play the game at all; with ``longer`` (grids of :data:`PIPELINE_TEST`'s runs
     continued, each a grid file, its runs on ``env`` and their progress, from
     :func:`linked_runs`), the budget tested on each; with ``offset`` (the same for single path
-    with ``atari_frame_offset``), the frame offset tested."""
+    with ``atari_frame_offset``), the frame offset tested; with ``carried`` (the same for
+    :data:`PIPELINE_TEST` with ``continue_episodes``), the resets every iteration tested."""
     mine = runs[runs["env"] == env]
     curves = progress
     for _, longer_runs, longer_progress in longer:
@@ -244,6 +246,9 @@ def atari_section(
     if offset is not None:
         label = f"{SEC_8_2_METHOD}, frames centred"
         curves = pd.concat([curves, offset[2].assign(variant=label)], ignore_index=True)
+    if carried is not None:
+        label = f"{PIPELINE_TEST}, episodes carried over"
+        curves = pd.concat([curves, carried[2].assign(variant=label)], ignore_index=True)
     atari_figure(curves, env, levels).savefig(figure, dpi=120)
     random = next(v for label, v in levels if label.startswith("random"))
     trpo = max(v for label, v in levels if label.startswith("paper's TRPO"))
@@ -280,7 +285,8 @@ def atari_section(
     if imitation is not None:
         lines += ["", *imitation_text(check, imitation, line)]
     tested = [*(["the budget"] if longer else []),
-              *(["the raw frames' background"] if offset is not None else [])]  # fmt: skip
+              *(["the raw frames' background"] if offset is not None else []),
+              *(["the resets every iteration"] if carried is not None else [])]  # fmt: skip
     if PIPELINE_TEST in claims and SEC_8_2_METHOD in claims:
         lines += [
             "",
@@ -300,6 +306,12 @@ def atari_section(
         claim = atari_claim(offset_runs["final_eval_sampled_return"], random, trpo)
         lines += ["", *offset_test_text(offset_runs, mine, claim, grid_file),
                   provenance_text(offset_runs), ""]  # fmt: skip
+    if carried is not None and PIPELINE_TEST in claims:
+        grid_file, carried_runs, carried_progress = carried
+        claim = atari_claim(carried_runs["final_eval_sampled_return"], random, trpo)
+        lines += ["", *carried_episodes_text(carried_runs, carried_progress, mine, claim,
+                                             claims[PIPELINE_TEST], grid_file),
+                  provenance_text(carried_runs), ""]  # fmt: skip
     return [*lines, ""]
 
 
@@ -671,12 +683,68 @@ def offset_test_text(
     return [f"{head} **{tail}**", ""]
 
 
+def carried_episodes_text(
+    carried_runs: pd.DataFrame, carried_progress: pd.DataFrame, runs: pd.DataFrame,
+    claim: Mapping[str, Any], reset_claim: Mapping[str, Any], grid_file: str,
+) -> list[str]:  # fmt: skip
+    """The resets every iteration tested on :data:`PIPELINE_TEST`: its runs with
+    ``continue_episodes`` (``carried_runs`` and their progress, the grid ``grid_file``;
+    ``claim``, their :func:`atari_claim`) against this grid's (``reset_claim``), the same
+    seeds and steps."""
+    mine = carried_runs[carried_runs["variant"] == PIPELINE_TEST]
+    reset = runs[runs["variant"] == PIPELINE_TEST]
+    score = "final_eval_sampled_return"
+    point, low, high, v = _better(mine[score].dropna().to_numpy(), reset[score].dropna().to_numpy())
+    per_seed = "; ".join(
+        f"seed {s}: {float(reset.loc[reset['seed'] == s, score].iloc[0]):.1f} -> "
+        f"{float(mine.loc[mine['seed'] == s, score].iloc[0]):.1f}"
+        for s in sorted(set(mine["seed"]))
+        if (reset["seed"] == s).any()
+    )
+    plays = int(_setting(reset, PIPELINE_TEST, "steps_per_iter")) // int(
+        _setting(reset, PIPELINE_TEST, "num_envs")
+    )
+    length = float(carried_progress["episode_length_mean"].dropna().mean())
+    games = f"; carried over, its games in training last {length:.0f} steps on average" if (
+        math.isfinite(length)
+    ) else ""  # fmt: skip
+    head = (
+        f"**The resets tested on {PIPELINE_TEST}** (`{grid_file}`: the same runs with "
+        "`continue_episodes: true`, each batch going on where the last one cut its games, "
+        f"where with the resets every env plays only the first {plays} steps of a game per "
+        f"iteration{games}): final sampled evaluation with resets -> carried over, {per_seed}; "
+        f"{_claim_text(claim)}; P(carried over > resets) = {point:.2f} "
+        f"{_interval(low, high, 2)}, {v}."
+    )
+    if claim["verdict"] == "holds":
+        tail = (
+            "The data support the resets as what holds it back: with its episodes carried "
+            f"over {PIPELINE_TEST} clears the line at this budget"
+            + (", with the resets it does not." if reset_claim["verdict"] == "fails" else ".")
+        )
+    elif claim["verdict"] == "fails" and v == "better":
+        tail = (
+            f"Carried over, {PIPELINE_TEST} scores higher than with the resets but stays below "
+            "the line at this budget: the resets hold it back, and are not all that does."
+        )
+    elif claim["verdict"] == "fails":
+        tail = (
+            f"Carrying the episodes over does not lift {PIPELINE_TEST} over the line, nor "
+            "above its runs with the resets, at this budget: the resets are rejected as what "
+            "holds it at random here."
+        )
+    else:
+        tail = "Undecided: the resets are neither supported nor rejected as the cause."
+    return [f"{head} **{tail}**", ""]
+
+
 def linked_runs(
     grid: Mapping[str, Any], key: str, env: str
 ) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
-    """Each grid file that ``grid[key]`` names for ``env`` (``longer_runs``, ``offset_runs``:
-    one file or a list), with its committed runs on ``env`` and their progress, in the
-    order named; a grid none of whose runs on ``env`` is committed yet is left out."""
+    """Each grid file that ``grid[key]`` names for ``env`` (``longer_runs``, ``offset_runs``,
+    ``continue_runs``: one file or a list), with its committed runs on ``env`` and their
+    progress, in the order named; a grid none of whose runs on ``env`` is committed yet is
+    left out."""
     named = grid.get(key, {}).get(env) or []
     linked = []
     for grid_file in [named] if isinstance(named, str) else named:
@@ -766,7 +834,10 @@ def write_long_page(
             check = json.loads(Path(check_file).read_text(encoding="utf-8")) if check_file else None
             longer = linked_runs(grid, "longer_runs", env)
             offset = next(iter(linked_runs(grid, "offset_runs", env)), None)
+            carried = next(iter(linked_runs(grid, "continue_runs", env)), None)
             figure = out.parent / f"long-{env}.png"
-            lines += atari_section(runs, progress, env, levels, figure, check, longer, offset)
+            lines += atari_section(
+                runs, progress, env, levels, figure, check, longer, offset, carried
+            )
     out.write_text("\n".join(lines))
     return out
