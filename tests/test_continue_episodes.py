@@ -139,6 +139,16 @@ def test_a_method_without_single_paths_refuses_the_key_naming_those_that_take_it
     assert "trpo-single-path" in message and "ppo" in message and "trpo-vine," not in message
 
 
+def test_an_env_whose_state_is_not_data_refuses_the_key_before_any_work():
+    # Ant's snapshot is a copy of the whole MjData (its step reads derived quantities): exact
+    # in memory, not data for a checkpoint.
+    with pytest.raises(ConfigError) as e:
+        _cfg("Ant-v5", "trpo-single-path")
+    assert "'continue_episodes'" in str(e.value) and "Ant-v5" in str(e.value)
+    assert "whole MjData" in str(e.value) and "with false" in str(e.value)
+    assert _cfg("Ant-v5", "trpo-single-path", continue_episodes=False).env == "Ant-v5"
+
+
 def test_a_run_without_the_key_is_the_run_it_was():
     cfg = _cfg("CartPole-v1", "ppo", continue_episodes=False).to_dict()
     older = {k: v for k, v in cfg.items() if k != "continue_episodes"}

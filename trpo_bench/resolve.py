@@ -22,6 +22,7 @@ from typing import Any
 from trpo_bench.config import FIELDS, ConfigError, TrainConfig, apply_layer
 from trpo_bench.envs.registry import env_spec
 from trpo_bench.methods.registry import METHODS, check_method, check_method_config
+from trpo_bench.run.checkpoint import env_state_problem
 
 __all__ = ["build_config", "method_key_owners"]
 
@@ -94,4 +95,12 @@ def build_config(
         method_options={k: values[k] for k in own},
     )
     check_method_config(cfg)
+    if cfg.continue_episodes:
+        problem = env_state_problem(env)
+        if problem is not None:
+            raise ConfigError(
+                f"config key 'continue_episodes': true needs {env}'s envs saved mid-episode in "
+                f"the checkpoint, and {problem}; with false (each iteration starts afresh) "
+                "every method runs on it"
+            )
     return cfg

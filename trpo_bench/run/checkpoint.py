@@ -25,6 +25,8 @@ import numpy as np
 import torch
 
 from trpo_bench.config import ConfigError, TrainConfig
+from trpo_bench.envs.registry import make_env
+from trpo_bench.envs.restore import restore_problem, snapshot, snapshot_to_data
 from trpo_bench.run.atomic import atomic_write_bytes
 from trpo_bench.run.files import CHECKPOINT_FILE
 from trpo_bench.run.folder import check_identity, check_not_shorter
@@ -163,3 +165,26 @@ def load_checkpoint(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
     check_identity(path, "a checkpoint of a run", theirs, cfg)
     check_not_shorter(path, len(rows), cfg)
     return state
+
+
+_ENV_STATE_PROBLEMS: dict[str, str | None] = {}
+
+
+def env_state_problem(env_id: str) -> str | None:
+    """Why a checkpoint cannot hold ``env_id``'s envs mid-episode (``continue_episodes``), or
+    None: one env is built, reset and snapshotted (``envs.restore``), and the snapshot must be
+    data (:func:`to_data`). Probed once per process."""
+    if env_id not in _ENV_STATE_PROBLEMS:
+        env = make_env(env_id)
+        try:
+            problem = restore_problem(env)
+            if problem is None:
+                env.reset(seed=0)
+                try:
+                    to_data(snapshot_to_data(snapshot(env)), "its snapshot")
+                except (TypeError, NotDataError) as e:
+                    problem = str(e)
+            _ENV_STATE_PROBLEMS[env_id] = problem
+        finally:
+            env.close()
+    return _ENV_STATE_PROBLEMS[env_id]
