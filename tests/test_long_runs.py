@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from trpo_bench.analysis.committed_runs import read_committed
 from trpo_bench.analysis.long_runs import (
     ESTIMATOR_TEST,
     PIPELINE_TEST,
@@ -15,6 +16,7 @@ from trpo_bench.analysis.long_runs import (
     atari_claim,
     atari_section,
     budget_conclusion,
+    continued_from,
     imitation_check,
     linked_runs,
     provenance_text,
@@ -288,12 +290,30 @@ def test_linked_grids_give_their_committed_runs_and_progress_on_the_env(tmp_path
     # a list: each grid with committed runs, in the order named
     listed = {"longer_runs": {"Pong-v5": [str(empty), str(linked), str(linked)]}}
     assert [g for g, _, _ in linked_runs(listed, "longer_runs", "Pong-v5")] == [str(linked)] * 2
-    # what atari_section takes as ``longer``
-    mine, mine_progress = _runs({SEC_8_2_METHOD: FLAT, PIPELINE_TEST: [-20.9, -20.6]})
+    # what atari_section takes as ``longer``: they go on from the long grid's PPO runs
+    mine, mine_progress = read_committed(committed.parents[1] / "runs")
+    mine, mine_progress = (f[f["env"] == "Pong-v5"] for f in (mine, mine_progress))
     longer = linked_runs(grid, "longer_runs", "Pong-v5")
     text = "\n".join(atari_section(mine, mine_progress, "Pong-v5", LEVELS, tmp_path / "f.png",
                                    longer=longer))  # fmt: skip
+    assert "**The budget, tested on ppo** (`" in text
     assert "continued from 2M to 4M env steps" in text
+
+
+def test_a_continued_grid_goes_on_from_the_runs_of_its_identity(tmp_path):
+    runs, _ = _runs({SEC_8_2_METHOD: FLAT, PIPELINE_TEST: [-20.9, -20.6]})
+    CONFIGS["centred"] = dict(CONFIGS[SEC_8_2_METHOD], atari_frame_offset=87 / 255)
+    centred, _ = _runs({"centred": [-20.0, -20.5, -20.2]})
+    centred["variant"] = SEC_8_2_METHOD  # its own grid's single path
+    longer = centred[centred["seed"] < 2].assign(env_steps=4_000_000)
+    longer["config"] = [dict(c, iterations=200) for c in longer["config"]]  # not identity
+    pool = [(v, g) for v, g in runs.groupby("variant")] + [("centred", centred)]
+    name, short = continued_from(longer, pool, "config/c4m.yaml")
+    assert name == "centred" and sorted(short["seed"]) == [0, 1]
+    assert short["final_eval_sampled_return"].tolist() == [-20.0, -20.5]
+    longer["config"] = [dict(c, delta=0.02) for c in longer["config"]]  # another run
+    with pytest.raises(ValueError, match=r"config/c4m.yaml's runs go on from none of the runs"):
+        continued_from(longer, pool, "config/c4m.yaml")
 
 
 def test_a_continued_grid_of_one_seed_says_it_decides_nothing(tmp_path):

@@ -37,6 +37,7 @@ from trpo_bench.analysis.tables import bootstrap_ci, budget_text, markdown_table
 from trpo_bench.config import read_yaml_file
 from trpo_bench.envs.registry import env_spec
 from trpo_bench.grid import is_excluded
+from trpo_bench.run.identity import run_identity
 from trpo_bench.run.provenance import is_dirty
 
 SEC_8_2_METHOD = "trpo-single-path"  # the paper's Atari method run here (vine if affordable)
@@ -232,16 +233,23 @@ def atari_section(
     curves, the sec. 8.2 claim on single path and, where the grid ran :data:`ESTIMATOR_TEST`
     on the same batches, the advantage estimator tested as the reason single path does not
     clear the line; with ``check`` (the imitation check's result), whether the frames and the
-    network can play the game at all; with ``longer`` (grids of :data:`PIPELINE_TEST`'s runs
-    continued, each a grid file, its runs on ``env`` and their progress, from
+    network can play the game at all; with ``longer`` (grids of this grid's or the offset
+    grid's runs continued, each a grid file, its runs on ``env`` and their progress, from
     :func:`linked_runs`), the budget tested on each; with ``offset`` (the same for single path
     with ``atari_frame_offset``), the frame offset tested; with ``carried`` (the same for
     :data:`PIPELINE_TEST` with ``continue_episodes``), the resets every iteration tested."""
     mine = runs[runs["env"] == env]
     curves = progress
-    for _, longer_runs, longer_progress in longer:
+    # The runs a continued grid's runs go on from: this grid's or the offset grid's.
+    pool = [(v, g) for v, g in mine.groupby("variant", sort=True)]
+    if offset is not None:
+        pool.append((f"{SEC_8_2_METHOD}, frames centred", offset[1]))
+    continued = []
+    for grid_file, longer_runs, longer_progress in longer:
+        variant, short = continued_from(longer_runs, pool, grid_file)
+        continued.append((grid_file, longer_runs, longer_progress, variant, short))
         steps = float(longer_runs["env_steps"].mean())
-        label = f"{PIPELINE_TEST} continued to {steps / 1e6:g}M"
+        label = f"{variant} continued to {steps / 1e6:g}M"
         curves = pd.concat([curves, longer_progress.assign(variant=label)], ignore_index=True)
     if offset is not None:
         label = f"{SEC_8_2_METHOD}, frames centred"
@@ -296,9 +304,9 @@ def atari_section(
         ]
     elif ESTIMATOR_TEST in claims and claims[ESTIMATOR_TEST]["verdict"] == "fails":
         lines += ["The budget remains the untested explanation.", ""]
-    for grid_file, longer_runs, longer_progress in longer if PIPELINE_TEST in claims else ():
+    for grid_file, longer_runs, longer_progress, variant, short in continued:
         claim = atari_claim(longer_runs["final_eval_sampled_return"], random, trpo)
-        budget = longer_budget_text(longer_runs, mine, PIPELINE_TEST, claim, grid_file,
+        budget = longer_budget_text(longer_runs, short, variant, claim, grid_file,
                                     longer_progress)  # fmt: skip
         lines += ["", *budget, provenance_text(longer_runs), ""]
     if offset is not None and SEC_8_2_METHOD in claims:
@@ -600,16 +608,34 @@ def state_dependence_text(check: Mapping[str, Any]) -> list[str]:
 LAST_EVALUATIONS = 5  # a one-seed continued run's evaluations averaged beside its final one
 
 
+def continued_from(
+    longer: pd.DataFrame, pool: Sequence[tuple[str, pd.DataFrame]], grid_file: str
+) -> tuple[str, pd.DataFrame]:
+    """The runs that ``longer`` (a grid's runs continued for more iterations, ``grid_file``)
+    go on from: the first ``(name, runs)`` of ``pool`` that holds, for every run of
+    ``longer``, one of the same identity (all but the length, :func:`run_identity`) and seed;
+    returns that name and those runs. Raises ValueError naming the grid if none does."""
+    for name, runs in pool:
+        by_seed = {int(r.seed): run_identity(r.config) for r in runs.itertuples()}
+        if all(by_seed.get(int(r.seed)) == run_identity(r.config) for r in longer.itertuples()):
+            return name, runs[runs["seed"].isin(set(longer["seed"]))]
+    names = ", ".join(n for n, _ in pool)
+    raise ValueError(
+        f"{grid_file}'s runs go on from none of the runs on the page ({names}): a continued "
+        "grid holds the same runs with more iterations"
+    )
+
+
 def longer_budget_text(
-    longer: pd.DataFrame, runs: pd.DataFrame, variant: str, claim: Mapping[str, Any],
+    longer: pd.DataFrame, short: pd.DataFrame, variant: str, claim: Mapping[str, Any],
     grid_file: str, progress: pd.DataFrame | None = None,
 ) -> list[str]:  # fmt: skip
     """The budget tested on ``variant``: its runs continued (``longer``, a grid of the same
-    runs with more iterations, ``grid_file``) against the same seeds at this grid's budget;
-    for one seed, its last :data:`LAST_EVALUATIONS` sampled evaluations' mean from
-    ``progress`` beside the final one's (one evaluation is a noisy snapshot)."""
+    runs with more iterations, ``grid_file``) against the runs they go on from (``short``,
+    :func:`continued_from`); for one seed, its last :data:`LAST_EVALUATIONS` sampled
+    evaluations' mean from ``progress`` beside the final one's (one evaluation is a noisy
+    snapshot)."""
     seeds = sorted(set(longer["seed"]))
-    short = runs[(runs["variant"] == variant) & runs["seed"].isin(seeds)]
     score = "final_eval_sampled_return"
     steps, base_steps = float(longer["env_steps"].mean()), float(short["env_steps"].mean())
     per_seed = "; ".join(
