@@ -17,6 +17,7 @@ from trpo_bench.analysis.long_runs import (
     atari_section,
     budget_conclusion,
     continued_from,
+    dirty_text,
     imitation_check,
     linked_runs,
     provenance_text,
@@ -384,3 +385,13 @@ def test_a_linked_grids_runs_say_which_commit_and_machine_ran_them():
         "changes) on m."
     )
     assert "not recorded" in provenance_text(pd.DataFrame({"seed": [0]}))
+
+
+def test_runs_from_a_dirty_tree_are_named_in_one_sentence():
+    runs = pd.DataFrame(
+        {"env": ["Pong-v5"] * 3 + ["Swimmer-v5"], "variant": ["ppo", "ppo", "ppo", "trpo-vine"],
+         "seed": [0, 1, 2, 3], "git_commit": ["abc-dirty", "abc", "def-dirty", "abc-dirty"]}
+    )  # fmt: skip
+    text = dirty_text(runs)
+    assert "3 of these 4 runs (Pong-v5 ppo seeds 0, 2; Swimmer-v5 trpo-vine seed 3)." in text
+    assert dirty_text(runs.assign(git_commit="abc")) == ""

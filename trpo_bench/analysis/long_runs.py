@@ -404,6 +404,23 @@ def provenance_text(runs: pd.DataFrame) -> str:
     return "These runs: " + "; ".join(parts) + "."
 
 
+def dirty_text(runs: pd.DataFrame) -> str:
+    """Which of ``runs`` ran from a tree with uncommitted changes (a ``-dirty`` commit), in one
+    sentence; empty if none did."""
+    dirty = runs[runs["git_commit"].map(is_dirty)].sort_values(["env", "variant", "seed"])
+    if dirty.empty:
+        return ""
+    named = "; ".join(
+        f"{env} {variant} seed{'s' if len(g) > 1 else ''} {', '.join(str(s) for s in g['seed'])}"
+        for (env, variant), g in dirty.groupby(["env", "variant"], sort=True)
+    )
+    return (
+        f"A commit marked `-dirty` ran from a tree with uncommitted changes, so its code is not "
+        f"the commit's alone (what was uncommitted is not recorded): {len(dirty)} of these "
+        f"{len(runs)} runs ({named})."
+    )
+
+
 def _tested_text(tested: Sequence[str], none: str) -> str:
     return (
         f"; below, runs test {' and '.join(tested)} apart, the rest untested." if tested else none
@@ -804,6 +821,7 @@ def write_long_page(
         "",
         markdown_table(provenance(runs)),
         "",
+        *([dirty_text(runs), ""] if dirty_text(runs) else []),
     ]
     planned = {(e, m) for e in grid["envs"] for m in grid["methods"] if not is_excluded(grid, e, m)}
     not_started = [e for e in grid["envs"] if e not in set(runs["env"])]
