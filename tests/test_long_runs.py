@@ -395,3 +395,10 @@ def test_runs_from_a_dirty_tree_are_named_in_one_sentence():
     text = dirty_text(runs)
     assert "3 of these 4 runs (Pong-v5 ppo seeds 0, 2; Swimmer-v5 trpo-vine seed 3)." in text
     assert dirty_text(runs.assign(git_commit="abc")) == ""
+
+
+def test_the_candidates_tested_are_listed_as_prose():
+    from trpo_bench.analysis.long_runs import _listed
+
+    assert _listed(["a"]) == "a" and _listed(["a", "b"]) == "a and b"
+    assert _listed(["the budget", "x", "the resets"]) == "the budget, x and the resets"

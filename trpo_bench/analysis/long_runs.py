@@ -421,10 +421,13 @@ def dirty_text(runs: pd.DataFrame) -> str:
     )
 
 
+def _listed(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def _tested_text(tested: Sequence[str], none: str) -> str:
-    return (
-        f"; below, runs test {' and '.join(tested)} apart, the rest untested." if tested else none
-    )
+    return f"; below, runs test {_listed(tested)} apart, the rest untested." if tested else none
 
 
 def pipeline_test(
