@@ -819,12 +819,13 @@ def write_long_page(
     if runs.empty:
         out.write_text("\n".join([*lines, "No committed runs yet.", ""]))
         return out
+    dirty = dirty_text(runs)
     lines += [
         "Which commit and machine ran each run:",
         "",
         markdown_table(provenance(runs)),
         "",
-        *([dirty_text(runs), ""] if dirty_text(runs) else []),
+        *([dirty, ""] if dirty else []),
     ]
     planned = {(e, m) for e in grid["envs"] for m in grid["methods"] if not is_excluded(grid, e, m)}
     not_started = [e for e in grid["envs"] if e not in set(runs["env"])]

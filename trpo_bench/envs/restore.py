@@ -171,6 +171,8 @@ _FAMILIES: list[_Family] = [
     _Family("atari", is_atari, _atari_get, _atari_set, _atari_to_data, _atari_from_data),
 ]
 
+_FAMILY_NAMED = {f.name: f for f in _FAMILIES}  # a snapshot's family by its name
+
 # Wrapper attributes that change what later steps return; wrappers listed with () keep none.
 _WRAPPER_STATE: dict[type, tuple[str, ...]] = {
     TimeLimit: ("_elapsed_steps",),
@@ -267,7 +269,7 @@ def restore(env: gym.Env, snap: EnvSnapshot) -> None:
 def snapshot_to_data(snap: EnvSnapshot) -> dict[str, Any]:
     """``snap`` as data only (see the module's docstring); :func:`snapshot_from_data` inverts
     it. Raises TypeError naming what is not data (a whole-MjData MuJoCo snapshot)."""
-    family = next(f for f in _FAMILIES if f.name == snap.family)
+    family = _FAMILY_NAMED[snap.family]
     return {
         "family": snap.family,
         "sim": family.to_data(snap.sim),
@@ -278,11 +280,11 @@ def snapshot_to_data(snap: EnvSnapshot) -> dict[str, Any]:
 
 def snapshot_from_data(data: dict[str, Any]) -> EnvSnapshot:
     """The :class:`EnvSnapshot` that :func:`snapshot_to_data` wrote."""
-    families = {f.name: f for f in _FAMILIES}
     wrapper_types = {t.__name__: t for t in _WRAPPER_STATE}
-    if data["family"] not in families:
+    if data["family"] not in _FAMILY_NAMED:
         raise TypeError(
-            f"snapshot of an unknown env family {data['family']!r} (known: {', '.join(families)})"
+            f"snapshot of an unknown env family {data['family']!r} "
+            f"(known: {', '.join(_FAMILY_NAMED)})"
         )
     unknown = [name for name, _ in data["wrappers"] if name not in wrapper_types]
     if unknown:
@@ -291,7 +293,7 @@ def snapshot_from_data(data: dict[str, Any]) -> EnvSnapshot:
         )
     return EnvSnapshot(
         data["family"],
-        families[data["family"]].from_data(data["sim"]),
+        _FAMILY_NAMED[data["family"]].from_data(data["sim"]),
         tuple((wrapper_types[name], tuple(values)) for name, values in data["wrappers"]),
         data["rng"],
     )
