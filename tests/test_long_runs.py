@@ -18,6 +18,7 @@ from trpo_bench.analysis.long_runs import (
     budget_conclusion,
     continued_from,
     dirty_text,
+    goes_on_from,
     imitation_check,
     linked_runs,
     provenance_text,
@@ -218,11 +219,22 @@ def test_runs_whose_actions_ignore_the_frame_are_named(tmp_path):
     assert "Each of them acts on the frame." in text and "prefer, not when" not in text
 
 
+def _continued(short: pd.DataFrame, longer: pd.DataFrame) -> pd.DataFrame:
+    """``longer``'s progress as a continued run's: the short run's rows (the same seeds and
+    variant), then its own beyond the short run's last env step."""
+    short = short[
+        short["variant"].isin(set(longer["variant"])) & short["seed"].isin(set(longer["seed"]))
+    ]
+    later = longer[longer["env_steps"] > short["env_steps"].max()]
+    return pd.concat([short, later], ignore_index=True).sort_values(["seed", "env_steps"])
+
+
 def test_the_continued_runs_test_the_budget_on_the_same_seeds(tmp_path):
     runs, progress = _runs({SEC_8_2_METHOD: FLAT, PIPELINE_TEST: [-20.9, -20.6]})
     longer, longer_progress = _runs({PIPELINE_TEST: [-12.0, -10.0]})
     longer["env_steps"] = 4_000_000
     longer_progress["env_steps"] *= 2
+    longer_progress = _continued(progress, longer_progress)
     args = (runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png")
     text = "\n".join(atari_section(*args, longer=[("config/x.yaml", longer, longer_progress)]))
     assert "continued from 2M to 4M env steps, 2 times the budget" in text
@@ -232,6 +244,36 @@ def test_the_continued_runs_test_the_budget_on_the_same_seeds(tmp_path):
     text = "\n".join(atari_section(*args, longer=[("config/x.yaml", longer, longer_progress)]))
     assert "2 times the budget does not lift ppo over the line" in text
     assert "the paper's 50M is 12.5 times it" in text
+
+
+def test_runs_trained_again_from_the_start_are_not_called_a_continuation(tmp_path):
+    """A longer grid of the same settings and seeds whose rows up to the short budget are not
+    the short runs' (trained again, here on another machine): its text says so and gives
+    each seed's own score at the short budget beside the first run's."""
+    runs, progress = _runs({SEC_8_2_METHOD: FLAT, PIPELINE_TEST: [-20.9, -20.6]})
+    runs["machine"] = "Intel Xeon"
+    longer, longer_progress = _runs({PIPELINE_TEST: [-12.0, -10.0]})
+    longer["env_steps"] = 4_000_000
+    longer["machine"] = "AMD EPYC"
+    longer_progress["env_steps"] *= 2
+    longer_progress["eval_sampled_return_mean"] = np.tile(np.linspace(-21.0, -17.0, 10), 2)
+    ppo = progress[progress["variant"] == PIPELINE_TEST]
+    assert not goes_on_from(longer_progress, ppo)
+    args = (runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png")
+    text = "\n".join(atari_section(*args, longer=[("config/x.yaml", longer, longer_progress)]))
+    assert "continued from" not in text
+    assert (
+        "the same settings and seeds trained again from the start to 4M env steps, not the "
+        "runs at 2M continued: on another machine, where rounding" in text
+    )
+    # each seed at 2M: its own sampled evaluation (the 5th of 10, -19.2), then the first run's
+    assert "seed 0: -19.2 at 2M (its first run: -20.9) -> -12.0; seed 1: -19.2 at 2M " \
+        "(its first run: -20.6) -> -10.0" in text  # fmt: skip
+    # the continued shape of the same runs is told apart
+    assert goes_on_from(_continued(progress, longer_progress), ppo)
+    runs["machine"] = "AMD EPYC"  # the same machine: no rounding to blame
+    text = "\n".join(atari_section(*args, longer=[("config/x.yaml", longer, longer_progress)]))
+    assert "not the runs at 2M continued: their numbers differ from the first runs'" in text
 
 
 def test_the_frame_offset_is_tested_on_single_path_against_its_raw_frames(tmp_path):
@@ -308,8 +350,9 @@ def test_a_continued_grid_goes_on_from_the_runs_of_its_identity(tmp_path):
     centred["variant"] = SEC_8_2_METHOD  # its own grid's single path
     longer = centred[centred["seed"] < 2].assign(env_steps=4_000_000)
     longer["config"] = [dict(c, iterations=200) for c in longer["config"]]  # not identity
-    pool = [(v, g) for v, g in runs.groupby("variant")] + [("centred", centred)]
-    name, short = continued_from(longer, pool, "config/c4m.yaml")
+    empty = pd.DataFrame({"seed": []})
+    pool = [(v, g, empty) for v, g in runs.groupby("variant")] + [("centred", centred, empty)]
+    name, short, _ = continued_from(longer, pool, "config/c4m.yaml")
     assert name == "centred" and sorted(short["seed"]) == [0, 1]
     assert short["final_eval_sampled_return"].tolist() == [-20.0, -20.5]
     longer["config"] = [dict(c, delta=0.02) for c in longer["config"]]  # another run
@@ -321,9 +364,12 @@ def test_a_continued_grid_of_one_seed_says_it_decides_nothing(tmp_path):
     runs, progress = _runs({SEC_8_2_METHOD: FLAT, PIPELINE_TEST: [-20.9, -20.6]})
     four, four_progress = _runs({PIPELINE_TEST: [-18.0, -20.0]})
     four["env_steps"] = 4_000_000
+    four_progress["env_steps"] *= 2
     six, six_progress = _runs({PIPELINE_TEST: [-12.0]})
     six["env_steps"] = 6_000_000
-    six_progress["eval_sampled_return_mean"] = np.linspace(-20.0, -12.0, 10)  # every 200K
+    six_progress["env_steps"] *= 3
+    six_progress["eval_sampled_return_mean"] = np.linspace(-20.0, -12.0, 10)  # every 600K
+    four_progress, six_progress = (_continued(progress, p) for p in (four_progress, six_progress))
     longer = [("config/4m.yaml", four, four_progress), ("config/6m.yaml", six, six_progress)]
     text = "\n".join(atari_section(runs, progress, "Pong-v5", LEVELS, tmp_path / "f.png",
                                    longer=longer))  # fmt: skip
@@ -333,7 +379,7 @@ def test_a_continued_grid_of_one_seed_says_it_decides_nothing(tmp_path):
     assert "One seed gives no interval, so this decides nothing; it ends above the line at 6M." \
         in text  # fmt: skip
     assert "The data support the budget" not in text
-    assert "Its last 5 evaluations (from 1.2M) average -13.8 (from -15.6 to -12.0), above the " \
+    assert "Its last 5 evaluations (from 3.6M) average -13.8 (from -15.6 to -12.0), above the " \
         "line." in text  # fmt: skip
     assert "below, runs test the budget apart, the rest untested." in text
 

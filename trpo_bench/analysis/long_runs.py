@@ -241,15 +241,16 @@ def atari_section(
     mine = runs[runs["env"] == env]
     curves = progress
     # The runs a continued grid's runs go on from: this grid's or the offset grid's.
-    pool = [(v, g) for v, g in mine.groupby("variant", sort=True)]
+    pool = [(v, g, progress[progress["variant"] == v]) for v, g in mine.groupby("variant")]
     if offset is not None:
-        pool.append((f"{SEC_8_2_METHOD}, frames centred", offset[1]))
+        pool.append((f"{SEC_8_2_METHOD}, frames centred", offset[1], offset[2]))
     continued = []
     for grid_file, longer_runs, longer_progress in longer:
-        variant, short = continued_from(longer_runs, pool, grid_file)
-        continued.append((grid_file, longer_runs, longer_progress, variant, short))
+        variant, short, short_progress = continued_from(longer_runs, pool, grid_file)
+        again = not goes_on_from(longer_progress, short_progress)
+        continued.append((grid_file, longer_runs, longer_progress, variant, short, again))
         steps = float(longer_runs["env_steps"].mean())
-        label = f"{variant} continued to {steps / 1e6:g}M"
+        label = f"{variant} {'trained' if again else 'continued'} to {steps / 1e6:g}M"
         curves = pd.concat([curves, longer_progress.assign(variant=label)], ignore_index=True)
     if offset is not None:
         label = f"{SEC_8_2_METHOD}, frames centred"
@@ -304,10 +305,10 @@ def atari_section(
         ]
     elif ESTIMATOR_TEST in claims and claims[ESTIMATOR_TEST]["verdict"] == "fails":
         lines += ["The budget remains the untested explanation.", ""]
-    for grid_file, longer_runs, longer_progress, variant, short in continued:
+    for grid_file, longer_runs, longer_progress, variant, short, again in continued:
         claim = atari_claim(longer_runs["final_eval_sampled_return"], random, trpo)
         budget = longer_budget_text(longer_runs, short, variant, claim, grid_file,
-                                    longer_progress)  # fmt: skip
+                                    longer_progress, again)  # fmt: skip
         lines += ["", *budget, provenance_text(longer_runs), ""]
     if offset is not None and SEC_8_2_METHOD in claims:
         grid_file, offset_runs, _ = offset
@@ -629,45 +630,94 @@ LAST_EVALUATIONS = 5  # a one-seed continued run's evaluations averaged beside i
 
 
 def continued_from(
-    longer: pd.DataFrame, pool: Sequence[tuple[str, pd.DataFrame]], grid_file: str
-) -> tuple[str, pd.DataFrame]:
-    """The runs that ``longer`` (a grid's runs continued for more iterations, ``grid_file``)
-    go on from: the first ``(name, runs)`` of ``pool`` that holds, for every run of
+    longer: pd.DataFrame,
+    pool: Sequence[tuple[str, pd.DataFrame, pd.DataFrame]],
+    grid_file: str,
+) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+    """The runs that ``longer`` (a grid's runs trained for more iterations, ``grid_file``)
+    extend: the first ``(name, runs, progress)`` of ``pool`` that holds, for every run of
     ``longer``, one of the same identity (all but the length, :func:`run_identity`) and seed;
-    returns that name and those runs. Raises ValueError naming the grid if none does."""
-    for name, runs in pool:
+    returns that name and those runs and their progress. Raises ValueError naming the grid if
+    none does."""
+    for name, runs, progress in pool:
         by_seed = {int(r.seed): run_identity(r.config) for r in runs.itertuples()}
         if all(by_seed.get(int(r.seed)) == run_identity(r.config) for r in longer.itertuples()):
-            return name, runs[runs["seed"].isin(set(longer["seed"]))]
-    names = ", ".join(n for n, _ in pool)
+            seeds = set(longer["seed"])
+            return name, runs[runs["seed"].isin(seeds)], progress[progress["seed"].isin(seeds)]
+    names = ", ".join(n for n, _, _ in pool)
     raise ValueError(
         f"{grid_file}'s runs go on from none of the runs on the page ({names}): a continued "
         "grid holds the same runs with more iterations"
     )
 
 
+SAME_ROWS = ["env_steps", "return_mean", "kl_mean", "eval_return_mean", "eval_sampled_return_mean"]
+
+
+def goes_on_from(longer_progress: pd.DataFrame, short_progress: pd.DataFrame) -> bool:
+    """Whether the longer runs are the short ones continued: every seed's progress up to the
+    short run's last env step is the short run's, row for row (:data:`SAME_ROWS`), rather
+    than a run of the same settings trained again from the start (on another CPU its numbers
+    differ from the first run's by rounding that grows over training)."""
+    columns = [c for c in SAME_ROWS if c in longer_progress and c in short_progress]
+    for seed, short in short_progress.groupby("seed"):
+        mine = longer_progress[longer_progress["seed"] == seed]
+        head = mine[mine["env_steps"] <= short["env_steps"].max()]
+        same = len(head) == len(short) and np.array_equal(
+            head[columns].to_numpy(float), short[columns].to_numpy(float), equal_nan=True
+        )
+        if not same:
+            return False
+    return True
+
+
+def _sampled_at(progress: pd.DataFrame, steps: float) -> float:
+    """The last sampled evaluation at or before ``steps`` env steps in ``progress``."""
+    evals = progress.loc[progress["env_steps"] <= steps, "eval_sampled_return_mean"].dropna()
+    return float(evals.iloc[-1]) if len(evals) else math.nan
+
+
 def longer_budget_text(
     longer: pd.DataFrame, short: pd.DataFrame, variant: str, claim: Mapping[str, Any],
-    grid_file: str, progress: pd.DataFrame | None = None,
+    grid_file: str, progress: pd.DataFrame | None = None, again: bool = False,
 ) -> list[str]:  # fmt: skip
-    """The budget tested on ``variant``: its runs continued (``longer``, a grid of the same
-    runs with more iterations, ``grid_file``) against the runs they go on from (``short``,
-    :func:`continued_from`); for one seed, its last :data:`LAST_EVALUATIONS` sampled
-    evaluations' mean from ``progress`` beside the final one's (one evaluation is a noisy
-    snapshot)."""
+    """The budget tested on ``variant``: its runs trained longer (``longer``, a grid of the
+    same runs with more iterations, ``grid_file``, and their ``progress``) against the runs
+    they extend (``short``, :func:`continued_from`): continued from them, or with ``again``
+    (not :func:`goes_on_from`) trained again from the start, when each seed's score at the
+    shorter budget is its own run's; for one seed, its last :data:`LAST_EVALUATIONS` sampled
+    evaluations' mean beside the final one's (one evaluation is a noisy snapshot)."""
     seeds = sorted(set(longer["seed"]))
     score = "final_eval_sampled_return"
     steps, base_steps = float(longer["env_steps"].mean()), float(short["env_steps"].mean())
+
+    def at_base(seed: int) -> str:
+        first = float(short.loc[short["seed"] == seed, score].iloc[0])
+        if not again or progress is None:
+            return f"{first:.1f}"
+        own = _sampled_at(progress[progress["seed"] == seed], base_steps)
+        return f"{own:.1f} at {base_steps / 1e6:g}M (its first run: {first:.1f})"
+
     per_seed = "; ".join(
-        f"seed {s}: {float(short.loc[short['seed'] == s, score].iloc[0]):.1f} -> "
-        f"{float(longer.loc[longer['seed'] == s, score].iloc[0]):.1f}"
+        f"seed {s}: {at_base(s)} -> {float(longer.loc[longer['seed'] == s, score].iloc[0]):.1f}"
         for s in seeds
         if (short["seed"] == s).any()
     )
+    machines = {*longer.get("machine", ())} != {*short.get("machine", ())}
+    why = (
+        "on another machine, where rounding that grows over training makes a seed's numbers differ"
+        if machines
+        else "their numbers differ from the first runs'"
+    )
+    how = (
+        f"the same settings and seeds trained again from the start to {steps / 1e6:g}M env "
+        f"steps, not the runs at {base_steps / 1e6:g}M continued: {why}"
+        if again
+        else f"the same runs continued from {base_steps / 1e6:g}M to {steps / 1e6:g}M env steps"
+    )
     head = (
-        f"**The budget, tested on {variant}** (`{grid_file}`: the same runs continued from "
-        f"{base_steps / 1e6:g}M to {steps / 1e6:g}M env steps, {steps / base_steps:g} times "
-        f"the budget): final sampled evaluation {per_seed}; at {steps / 1e6:g}M "
+        f"**The budget, tested on {variant}** (`{grid_file}`: {how}, {steps / base_steps:g} "
+        f"times the budget): final sampled evaluation {per_seed}; at {steps / 1e6:g}M "
         f"{_claim_text(claim)}."
     )
     if claim["seeds"] < 2:
