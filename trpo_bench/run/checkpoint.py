@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from trpo_bench.config import ConfigError, TrainConfig
-from trpo_bench.envs.registry import make_env
-from trpo_bench.envs.restore import restore_problem, snapshot, snapshot_to_data
+from trpo_bench.envs.registry import make_env, restore_problem_of
+from trpo_bench.envs.restore import snapshot, snapshot_to_data
 from trpo_bench.run.atomic import atomic_write_bytes
 from trpo_bench.run.files import CHECKPOINT_FILE
 from trpo_bench.run.folder import check_identity, check_not_shorter
@@ -172,19 +172,18 @@ _ENV_STATE_PROBLEMS: dict[str, str | None] = {}
 
 def env_state_problem(env_id: str) -> str | None:
     """Why a checkpoint cannot hold ``env_id``'s envs mid-episode (``continue_episodes``), or
-    None: one env is built, reset and snapshotted (``envs.restore``), and the snapshot must be
-    data (:func:`to_data`). Probed once per process."""
+    None: the envs must restore exactly (:func:`restore_problem_of`, vine's test), and one
+    env's snapshot, built and reset, must be data (:func:`to_data`). Probed once per process."""
     if env_id not in _ENV_STATE_PROBLEMS:
-        env = make_env(env_id)
-        try:
-            problem = restore_problem(env)
-            if problem is None:
+        problem = restore_problem_of(env_id)
+        if problem is None:
+            env = make_env(env_id)
+            try:
                 env.reset(seed=0)
-                try:
-                    to_data(snapshot_to_data(snapshot(env)), "its snapshot")
-                except (TypeError, NotDataError) as e:
-                    problem = str(e)
-            _ENV_STATE_PROBLEMS[env_id] = problem
-        finally:
-            env.close()
+                to_data(snapshot_to_data(snapshot(env)), "its snapshot")
+            except (TypeError, NotDataError) as e:
+                problem = str(e)
+            finally:
+                env.close()
+        _ENV_STATE_PROBLEMS[env_id] = problem
     return _ENV_STATE_PROBLEMS[env_id]
