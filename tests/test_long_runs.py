@@ -8,20 +8,20 @@ import pandas as pd
 import pytest
 import yaml
 
+from trpo_bench.analysis.atari_causes import continued_from, goes_on_from, imitation_check
 from trpo_bench.analysis.committed_runs import read_committed
 from trpo_bench.analysis.long_runs import (
+    atari_section,
+    budget_conclusion,
+    dirty_text,
+    linked_runs,
+    provenance_text,
+)
+from trpo_bench.analysis.long_verdicts import (
     ESTIMATOR_TEST,
     PIPELINE_TEST,
     SEC_8_2_METHOD,
     atari_claim,
-    atari_section,
-    budget_conclusion,
-    continued_from,
-    dirty_text,
-    goes_on_from,
-    imitation_check,
-    linked_runs,
-    provenance_text,
 )
 
 LEVELS = [("random", -20.4), ("human", -3.0), ("paper's TRPO (single path)", 20.9)]
@@ -444,7 +444,7 @@ def test_runs_from_a_dirty_tree_are_named_in_one_sentence():
 
 
 def test_the_candidates_tested_are_listed_as_prose():
-    from trpo_bench.analysis.long_runs import _listed
+    from trpo_bench.analysis.atari_causes import _listed
 
     assert _listed(["a"]) == "a" and _listed(["a", "b"]) == "a and b"
     assert _listed(["the budget", "x", "the resets"]) == "the budget, x and the resets"
