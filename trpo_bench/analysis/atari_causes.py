@@ -346,10 +346,11 @@ def longer_budget_text(
 ) -> list[str]:  # fmt: skip
     """The budget tested on ``variant``: its runs trained longer (``longer``, a grid of the
     same runs with more iterations, ``grid_file``, and their ``progress``) against the runs
-    they extend (``short``, :func:`continued_from`): continued from them, or with ``again``
-    (not :func:`goes_on_from`) trained again from the start, when each seed's score at the
-    shorter budget is its own run's; for one seed, its last :data:`LAST_EVALUATIONS` sampled
-    evaluations' mean beside the final one's (one evaluation is a noisy snapshot)."""
+    they extend (``short``, :func:`continued_from`): continued from them or, with ``again``
+    (not :func:`goes_on_from`), trained again from the start, each seed's score at the shorter
+    budget then read from its own ``progress`` and given beside its first run's; for one seed,
+    its last :data:`LAST_EVALUATIONS` sampled evaluations' mean beside the final one's (one
+    evaluation is a noisy snapshot)."""
     seeds = sorted(set(longer["seed"]))
     score = "final_eval_sampled_return"
     steps, base_steps = float(longer["env_steps"].mean()), float(short["env_steps"].mean())
@@ -366,10 +367,10 @@ def longer_budget_text(
         for s in seeds
         if (short["seed"] == s).any()
     )
-    machines = {*longer.get("machine", ())} != {*short.get("machine", ())}
+    elsewhere = {*longer.get("machine", ())} != {*short.get("machine", ())}
     why = (
         "on another machine, where rounding that grows over training makes a seed's numbers differ"
-        if machines
+        if elsewhere
         else "their numbers differ from the first runs'"
     )
     how = (
