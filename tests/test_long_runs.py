@@ -269,11 +269,18 @@ def test_runs_trained_again_from_the_start_are_not_called_a_continuation(tmp_pat
     # each seed at 2M: its own sampled evaluation (the 5th of 10, -19.2), then the first run's
     assert "seed 0: -19.2 at 2M (its first run: -20.9) -> -12.0; seed 1: -19.2 at 2M " \
         "(its first run: -20.6) -> -10.0" in text  # fmt: skip
+    # the verdict at 2M on the runs trained again beside the first runs' (both fail here)
+    assert "At 2M, trained again: -19.2 [-19.2, -19.2] over 2 seeds against -16.3: **fails**; " \
+        "the first runs: **fails**, the same verdict on two machines." in text  # fmt: skip
     # the continued shape of the same runs is told apart
     assert goes_on_from(_continued(progress, longer_progress), ppo)
     runs["machine"] = "AMD EPYC"  # the same machine: no rounding to blame
     text = "\n".join(atari_section(*args, longer=[("config/x.yaml", longer, longer_progress)]))
     assert "not the runs at 2M continued: their numbers differ from the first runs'" in text
+    assert "the first runs: **fails**, the same verdict." in text
+    longer_progress["eval_sampled_return_mean"] = np.tile(np.linspace(-15.0, -5.0, 10), 2)
+    text = "\n".join(atari_section(*args, longer=[("config/x.yaml", longer, longer_progress)]))
+    assert "the first runs: **fails**: the verdict is not the same." in text
 
 
 def test_the_frame_offset_is_tested_on_single_path_against_its_raw_frames(tmp_path):

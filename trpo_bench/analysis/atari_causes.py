@@ -20,6 +20,7 @@ from trpo_bench.analysis.long_verdicts import (
     ESTIMATOR_TEST,
     PIPELINE_TEST,
     SEC_8_2_METHOD,
+    above_line,
     against_single_path,
     claim_text,
     interval_text,
@@ -384,6 +385,18 @@ def longer_budget_text(
         f"times the budget): final sampled evaluation {per_seed}; at {steps / 1e6:g}M "
         f"{claim_text(claim)}."
     )
+    if again and progress is not None and len(seeds) >= 2:
+        own = above_line([_sampled_at(progress[progress["seed"] == s], base_steps)
+                          for s in seeds], claim["line"])  # fmt: skip
+        first = above_line(short[score], claim["line"])
+        if own["verdict"] != first["verdict"]:
+            agree = ": the verdict is not the same."
+        else:
+            agree = ", the same verdict" + (" on two machines." if elsewhere else ".")
+        head += (
+            f" At {base_steps / 1e6:g}M, trained again: {claim_text(own)}; the first runs: "
+            f"**{first['verdict']}**{agree}"
+        )
     if claim["seeds"] < 2:
         above = claim["mean"] > claim["line"]
         tail = (

@@ -53,12 +53,17 @@ def run_setting(runs: pd.DataFrame, variant: str, key: str) -> Any:
 
 def atari_claim(final: Sequence[float], random: float, trpo: float) -> dict[str, Any]:
     """Sec. 8.2 at our budget: is the mean final score above random by a clear margin
-    (:data:`MARGIN_SHARE` of the way to the paper's TRPO score)? Holds if the 95% bootstrap
-    interval of the mean over seeds lies above random + margin, fails if it lies below it,
-    else undecided (at least 2 seeds for an interval)."""
+    (:data:`MARGIN_SHARE` of the way to the paper's TRPO score)? :func:`above_line` with the
+    line at random + margin."""
+    return above_line(final, random + MARGIN_SHARE * (trpo - random))
+
+
+def above_line(final: Sequence[float], line: float) -> dict[str, Any]:
+    """Is the mean of ``final`` over seeds above ``line``? Holds if its 95% bootstrap interval
+    lies above the line, fails if it lies below it, else undecided (at least 2 seeds for an
+    interval; a NaN is no score)."""
     x = np.asarray(final, dtype=float)
     x = x[np.isfinite(x)]
-    line = random + MARGIN_SHARE * (trpo - random)
     if len(x) < 2:
         return {"line": line, "mean": float(x.mean()) if len(x) else math.nan, "low": math.nan,
                 "high": math.nan, "verdict": "undecided", "seeds": len(x)}  # fmt: skip
