@@ -15,14 +15,8 @@ from trpo_bench.analysis import claims as claims_mod
 from trpo_bench.analysis.tables import bootstrap_ci
 
 SEC_8_2_METHOD = "trpo-single-path"  # the paper's Atari method run here (vine if affordable)
-
-
 ESTIMATOR_TEST = "trpo-gae"  # single path's batches and step with GAE on a learned V(s)
-
-
 PIPELINE_TEST = "ppo"  # the same frames, network and budget with many first-order steps
-
-
 MARGIN_SHARE = 0.1  # "a clear margin": 10% of the way from random to the paper's TRPO score
 
 
@@ -74,12 +68,15 @@ def above_line(final: Sequence[float], line: float) -> dict[str, Any]:
 
 
 def interval_text(low: float, high: float, digits: int) -> str:
+    """``[low, high]`` to ``digits`` places, or why there is none (below 2 seeds)."""
     if not (math.isfinite(low) and math.isfinite(high)):
         return "(no interval below 2 seeds)"
     return f"[{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def claim_text(claim: Mapping[str, Any]) -> str:
+    """One :func:`above_line` result as the page says it: mean [interval] over n seeds
+    against the line: verdict."""
     seeds = f"{claim['seeds']} seed" + ("s" if claim["seeds"] != 1 else "")
     return (
         f"{claim['mean']:.1f} {interval_text(claim['low'], claim['high'], 1)} over {seeds} "
