@@ -356,12 +356,18 @@ def longer_budget_text(
     score = "final_eval_sampled_return"
     steps, base_steps = float(longer["env_steps"].mean()), float(short["env_steps"].mean())
 
+    # a grid trained again: each seed's own score at the shorter budget
+    own_at_base = (
+        {s: _sampled_at(progress[progress["seed"] == s], base_steps) for s in seeds}
+        if again and progress is not None
+        else {}
+    )
+
     def at_base(seed: int) -> str:
         first = float(short.loc[short["seed"] == seed, score].iloc[0])
-        if not again or progress is None:
+        if seed not in own_at_base:
             return f"{first:.1f}"
-        own = _sampled_at(progress[progress["seed"] == seed], base_steps)
-        return f"{own:.1f} at {base_steps / 1e6:g}M (its first run: {first:.1f})"
+        return f"{own_at_base[seed]:.1f} at {base_steps / 1e6:g}M (its first run: {first:.1f})"
 
     per_seed = "; ".join(
         f"seed {s}: {at_base(s)} -> {float(longer.loc[longer['seed'] == s, score].iloc[0]):.1f}"
@@ -385,9 +391,8 @@ def longer_budget_text(
         f"times the budget): final sampled evaluation {per_seed}; at {steps / 1e6:g}M "
         f"{claim_text(claim)}."
     )
-    if again and progress is not None and len(seeds) >= 2:
-        own = above_line([_sampled_at(progress[progress["seed"] == s], base_steps)
-                          for s in seeds], claim["line"])  # fmt: skip
+    if len(own_at_base) >= 2:
+        own = above_line(list(own_at_base.values()), claim["line"])
         first = above_line(short[score], claim["line"])
         if own["verdict"] != first["verdict"]:
             agree = ": the verdict is not the same."

@@ -52,6 +52,7 @@ from trpo_bench.analysis.long_verdicts import (
     PIPELINE_TEST,
     SEC_8_2_METHOD,
     atari_claim,
+    claim_line,
     claim_text,
     p_better,
 )
@@ -258,7 +259,7 @@ def atari_section(
         lines += ["", steps]
     if ESTIMATOR_TEST in claims and SEC_8_2_METHOD in claims:
         lines += ["", *estimator_test(mine, claims[ESTIMATOR_TEST])]
-    line = random + MARGIN_SHARE * (trpo - random)
+    line = claim_line(random, trpo)
     imitation = imitation_check(check, line) if check is not None else None
     if imitation is not None:
         lines += ["", *imitation_text(check, imitation, line)]
