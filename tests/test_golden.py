@@ -41,6 +41,7 @@ import pytest
 import torch
 
 from trpo_bench.resolve import build_config
+from trpo_bench.run.provenance import cpuinfo_field
 from trpo_bench.run.trainer import train
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
@@ -49,13 +50,9 @@ VENDORS = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}
 
 def _vendor() -> str:
     """This CPU's vendor (``/proc/cpuinfo``'s vendor_id, short), else the machine's type."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("vendor_id"):
-                vendor = line.split(":", 1)[1].strip()
-                return VENDORS.get(vendor, vendor)
-    except OSError:
-        pass
+    vendor = cpuinfo_field("vendor_id")
+    if vendor is not None:
+        return VENDORS.get(vendor, vendor)
     return platform.machine() or "unknown"
 
 

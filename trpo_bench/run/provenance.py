@@ -53,13 +53,18 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def machine_text() -> str:
-    """The CPU model, its core count and the OS, as this machine reports them."""
-    model = platform.processor() or "unknown CPU"
+def cpuinfo_field(name: str) -> str | None:
+    """The first ``name`` line's value in ``/proc/cpuinfo`` ("model name", "vendor_id"), or
+    None where there is no such file or line (not Linux)."""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+            if line.startswith(name):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+def machine_text() -> str:
+    """The CPU model, its core count and the OS, as this machine reports them."""
+    model = cpuinfo_field("model name") or platform.processor() or "unknown CPU"
     return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
